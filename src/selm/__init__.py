@@ -1,0 +1,3 @@
+"""selm: online, self-exploring preference alignment of language models."""
+
+__version__ = "0.1.0"
