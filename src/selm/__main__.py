@@ -1,0 +1,5 @@
+import sys
+
+from selm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,108 @@
+"""The `selm` command line: thin wrappers over the library; heavy imports happen inside commands.
+
+A ``UserError`` (bad config, data, model path, judge output) prints one line and exits with
+code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _cmd_train(ns: argparse.Namespace) -> int:
+    from selm.config import load_config
+    from selm.train.config import TrainConfig
+    from selm.train.run import run_train
+
+    config = load_config(TrainConfig, ns.recipe, ns.overrides)
+    result = run_train(config, resume=ns.resume, progress=not ns.quiet)
+    shown = {k: v for k, v in result.metrics.items() if k in ("loss", "rewards/accuracies", "rewards/margins",
+                                                            "eval/rewards/accuracies", "eval/loss")}
+    print(f"done: {result.global_step} steps in {result.train_seconds:.1f} s; "
+          + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()) + f"\nmodel saved to {config.output_dir}")
+    return 0
+
+
+def _cmd_run(ns: argparse.Namespace) -> int:
+    from selm.loop import resume_run, start_run
+
+    if ns.resume is not None:
+        if ns.recipe is not None or ns.overrides:
+            print("selm: error: --resume takes the run directory only (its config.yaml is reused)", file=sys.stderr)
+            return 2
+        run_dir = resume_run(Path(ns.resume), progress=not ns.quiet)
+    else:
+        run_dir = start_run(ns.recipe, ns.overrides, output=ns.output, progress=not ns.quiet)
+    print(f"run directory: {run_dir}\nreport: {run_dir / 'report' / 'index.html'}")
+    return 0
+
+
+def _cmd_report(ns: argparse.Namespace) -> int:
+    from selm.report import build_report
+
+    folder = build_report(Path(ns.run_dir))
+    print(f"report written to {folder / 'index.html'}")
+    return 0
+
+
+def _cmd_objectives(ns: argparse.Namespace) -> int:
+    from selm.objectives import available_objectives, get_objective
+
+    for name in available_objectives():
+        objective = get_objective(name)
+        print(f"{name:14s} {objective!r}  requires: {', '.join(sorted(objective.requires)) or '-'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selm", description="Online, self-exploring preference alignment of LLMs.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="offline preference training from a recipe")
+    train.add_argument("recipe", help="YAML recipe (see recipes/)")
+    train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.learning_rate=1e-5")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=_cmd_train)
+
+    run = sub.add_parser("run", help="online rounds: sample, judge, pair, train, evaluate (no recipe: the quickstart)")
+    run.add_argument("recipe", nargs="?", help="YAML recipe; omitted: the built-in quickstart")
+    run.add_argument("overrides", nargs="*", help="key=value overrides, e.g. rounds=5 sampling.n=8")
+    run.add_argument("--output", help="run directory (default: runs/<name>-<timestamp>)")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue a run that was cut")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=_cmd_run)
+
+    report = sub.add_parser("report", help="(re)build the HTML/Markdown report of a run directory")
+    report.add_argument("run_dir")
+    report.set_defaults(func=_cmd_report)
+
+    objectives = sub.add_parser("objectives", help="list the registered objectives and their defaults")
+    objectives.set_defaults(func=_cmd_objectives)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `selm` command; returns the exit code."""
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    from selm.errors import UserError
+
+    try:
+        return ns.func(ns)
+    except UserError as exc:
+        if ns.debug:
+            raise
+        print(f"selm: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("selm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Loading causal LMs and tokenizers from a hub id or a local folder, safely by default.
+
+Weights load from safetensors only unless ``allow_pickle`` is set; ``trust_remote_code`` is off
+unless set. A missing local path or an unreachable hub id is one ``ModelLoadError`` line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from selm.errors import ModelLoadError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(name: str, device: torch.device | str | None = None) -> torch.dtype:
+    """``auto`` is float32 on CPU (no fast bf16 there) and bfloat16 on a GPU that supports it."""
+    if name == "auto":
+        is_cuda = torch.device(device).type == "cuda" if device is not None else torch.cuda.is_available()
+        if is_cuda and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if name not in DTYPES:
+        raise ModelLoadError(f"unknown dtype '{name}'; use one of auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def _looks_local(name_or_path: str) -> bool:
+    return name_or_path.startswith((".", "/", "~")) or Path(name_or_path).exists() or name_or_path.count("/") > 1
+
+
+def _check_source(name_or_path: str, what: str) -> None:
+    if _looks_local(name_or_path) and not Path(name_or_path).expanduser().exists():
+        raise ModelLoadError(f"{what} '{name_or_path}': no such file or folder")
+
+
+def load_causal_lm(
+    name_or_path: str,
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    **kwargs: Any,
+) -> torch.nn.Module:
+    """Load a causal LM (``AutoModelForCausalLM``) in the given dtype, safetensors-only by default."""
+    from transformers import AutoModelForCausalLM
+
+    _check_source(name_or_path, "model")
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            str(Path(name_or_path).expanduser()) if _looks_local(name_or_path) else name_or_path,
+            dtype=resolve_dtype(dtype),
+            trust_remote_code=trust_remote_code,
+            use_safetensors=None if allow_pickle else True,
+            **kwargs,
+        )
+    except (OSError, ValueError) as exc:
+        hint = "" if allow_pickle else " (only safetensors weights are loaded unless allow_pickle: true)"
+        raise ModelLoadError(f"model '{name_or_path}': {str(exc).splitlines()[0]}{hint}") from None
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, padding_side: str = "right") -> Any:
+    """Load a tokenizer; a missing pad token falls back to EOS (the usual choice for causal LMs)."""
+    from transformers import AutoTokenizer
+
+    _check_source(name_or_path, "tokenizer")
+    try:
+        tok = AutoTokenizer.from_pretrained(
+            str(Path(name_or_path).expanduser()) if _looks_local(name_or_path) else name_or_path,
+            trust_remote_code=trust_remote_code,
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"tokenizer '{name_or_path}': {str(exc).splitlines()[0]}") from None
+    if tok.pad_token_id is None:
+        if tok.eos_token_id is None:
+            raise ModelLoadError(f"tokenizer '{name_or_path}' has neither a pad nor an EOS token")
+        tok.pad_token = tok.eos_token
+    tok.padding_side = padding_side
+    return tok
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 over every parameter's name, shape, dtype and bytes (adapters included).
+
+    Used to key caches (reference log-probs) and manifests: any change of weights changes it.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        data = tensor.detach().cpu().contiguous()
+        if data.dtype == torch.bfloat16:
+            data = data.view(torch.int16)
+        digest.update(data.numpy().tobytes())
+    return digest.hexdigest()

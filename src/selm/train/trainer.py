@@ -1,0 +1,447 @@
+"""The preference trainer: one objective, one policy, an optional reference, Accelerate underneath.
+
+Why Accelerate directly rather than transformers' Trainer: the step here is not "model(**batch).loss".
+Chosen, rejected and exploration responses go through one forward of the chunked log-prob engine,
+reference log-probs are precomputed and cached, and the loss of an accumulation window is scaled by
+the number of examples in the whole window. Transformers' Trainer has changed its accumulation
+scaling across versions (trl#2617); owning the ~150 lines of loop keeps the scaling exact and
+testable, while Accelerate still provides devices, mixed precision and DDP/FSDP/DeepSpeed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from selm.data import TokenizedPair, collate_preference_batch
+from selm.errors import UserError
+from selm.logprobs import ReferencePolicy, sequence_stats
+from selm.modeling.loading import model_fingerprint
+from selm.objectives import Objective, PreferenceBatch
+from selm.train.config import TrainingArguments
+from selm.train.reference_cache import cached_reference_logps
+
+STATE_FILE = "trainer_state.json"
+
+
+class NonFiniteLossError(UserError):
+    """Too many non-finite losses in a row; the last checkpoint is resumable."""
+
+
+@dataclass
+class TrainResult:
+    """Summary of a finished `train()`: steps taken, mean metrics, skipped steps, wall time."""
+
+    global_step: int
+    metrics: dict[str, float]
+    nonfinite_steps: int
+    train_seconds: float
+    tokens_per_second: float
+    reference_cache_hit: bool | None = None
+    log_history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _mean_metrics(records: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
+    """Example-weighted mean of per-micro-batch metric dicts."""
+    total = sum(n for n, _ in records)
+    keys = {k for _, m in records for k in m}
+    return {k: sum(n * m[k] for n, m in records if k in m) / max(total, 1) for k in sorted(keys)}
+
+
+class PreferenceTrainer:
+    """Train ``model`` on tokenized preference pairs with ``objective``.
+
+    Args:
+        model: the policy (a transformers causal LM, possibly PEFT-wrapped).
+        objective: any selm objective; its ``requires`` decides what is computed.
+        args: optimisation settings.
+        train_pairs: tokenized (prompt, chosen, rejected[, explore]) pairs.
+        pad_token_id: the tokenizer's pad id.
+        reference: π_ref, or None for reference-free objectives. For a PEFT policy pass
+            ``ReferencePolicy(model, disable_adapters=True)``: no second copy of the weights.
+        eval_pairs: optional held-out pairs, evaluated with the same metrics (``eval/`` prefix).
+        output_dir: checkpoints (``checkpoint-N/``) and ``train_log.jsonl`` go here.
+        accelerator: an ``accelerate.Accelerator``; one is made when None.
+        progress: show a progress bar.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        objective: Objective,
+        args: TrainingArguments,
+        train_pairs: Sequence[TokenizedPair],
+        pad_token_id: int,
+        reference: ReferencePolicy | None = None,
+        eval_pairs: Sequence[TokenizedPair] | None = None,
+        output_dir: str | Path | None = None,
+        accelerator: Any = None,
+        progress: bool = True,
+    ):
+        from accelerate import Accelerator
+
+        if not train_pairs:
+            raise UserError("no training pairs: the data is empty after validation and truncation")
+        needs_ref = objective.needs_reference
+        if needs_ref and reference is None:
+            raise UserError(f"objective '{objective.name}' needs a reference model, but none is configured")
+        self.model = model
+        self.objective = objective
+        self.args = args
+        self.train_pairs = list(train_pairs)
+        self.eval_pairs = list(eval_pairs or [])
+        self.pad_token_id = pad_token_id
+        self.reference = reference if needs_ref else None
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.progress = progress and self.accelerator.is_main_process
+        self.include_explore = "policy_explore_logps" in objective.requires
+        self.need_kl = bool(objective.requires & {"chosen_seq_kl", "rejected_seq_kl"})
+        if self.include_explore and any(p.explore_ids is None for p in self.train_pairs):
+            missing = next(p.index for p in self.train_pairs if p.explore_ids is None)
+            raise UserError(f"objective '{objective.name}' needs an exploration response ('explore') "
+                            f"for every pair; row {missing} has none")
+        self.reference_logps: dict[str, torch.Tensor] | None = None
+        self.reference_cache_hit: bool | None = None
+        self.global_step = 0
+        self.nonfinite_steps = 0
+        self._build_optimizer()
+
+    # ----- setup -------------------------------------------------------------------------------
+
+    @property
+    def world_size(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def steps_per_epoch(self) -> int:
+        global_batch = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps * self.world_size
+        return max(1, math.ceil(len(self.train_pairs) / global_batch))
+
+    @property
+    def total_steps(self) -> int:
+        if self.args.max_steps > 0:
+            return self.args.max_steps
+        return max(1, math.ceil(self.steps_per_epoch * self.args.num_train_epochs))
+
+    def _build_optimizer(self) -> None:
+        from transformers import get_scheduler
+
+        a = self.args
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": a.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        # Fused AdamW is the Trainer's default and ~0.9 s/step faster than the loop on Gemma-270M here.
+        fused = self.accelerator.device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in params)
+        self.optimizer = torch.optim.AdamW(groups, lr=a.learning_rate, betas=(a.adam_beta1, a.adam_beta2),
+                                           eps=a.adam_epsilon, fused=fused)
+        warmup = math.ceil(a.warmup_ratio * self.total_steps)
+        self.scheduler = get_scheduler(a.lr_scheduler_type, self.optimizer, num_warmup_steps=warmup,
+                                       num_training_steps=self.total_steps)
+        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        if a.gradient_checkpointing:
+            base = self.accelerator.unwrap_model(self.model)
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(base, "enable_input_require_grads"):
+                base.enable_input_require_grads()
+
+    # ----- reference ---------------------------------------------------------------------------
+
+    def _reference_fingerprint(self) -> str:
+        assert self.reference is not None
+        model = self.accelerator.unwrap_model(self.reference.model)
+        if self.reference.disable_adapters:
+            state = {k: v for k, v in model.state_dict().items() if "lora_" not in k}
+            holder = torch.nn.Module()
+            for i, (k, v) in enumerate(state.items()):
+                holder.register_buffer(f"b{i}_{k.replace('.', '_')}", v)
+            return model_fingerprint(holder)
+        return model_fingerprint(model)
+
+    def precompute_reference(self) -> None:
+        """Compute (or load from the cache) reference log-probs for every train and eval pair."""
+        if self.reference is None or self.need_kl or not self.args.precompute_reference:
+            return
+        pairs = self.train_pairs + self.eval_pairs
+        cache_dir = Path(self.args.reference_cache_dir) if self.args.reference_cache_dir else None
+        logps, hit = cached_reference_logps(
+            self.reference, self._reference_fingerprint(), pairs, self.pad_token_id, cache_dir=cache_dir,
+            batch_size=self.args.per_device_eval_batch_size, chunk_size=self.args.chunk_size,
+            include_explore=self.include_explore, device=self.accelerator.device, progress=self.progress,
+        )
+        self.reference_logps = logps
+        self.reference_cache_hit = hit
+        self._ref_row = {id(p): i for i, p in enumerate(pairs)}
+        if not self.reference.disable_adapters:
+            # The frozen copy is no longer needed: free its memory for the training step.
+            self.reference = None
+
+    # ----- one micro-batch ---------------------------------------------------------------------
+
+    def _preference_batch(self, pairs: Sequence[TokenizedPair], train: bool) -> PreferenceBatch:
+        batch = collate_preference_batch(pairs, self.pad_token_id, include_explore=self.include_explore)
+        batch = batch.to(self.accelerator.device)
+        b = len(pairs)
+        live_reference = self.reference if self.need_kl else None
+        with torch.set_grad_enabled(train):
+            stats = sequence_stats(self.model, batch, chunk_size=self.args.chunk_size, reference=live_reference)
+        fields: dict[str, torch.Tensor | None] = {
+            "policy_chosen_logps": stats.logps[:b],
+            "policy_rejected_logps": stats.logps[b:2 * b],
+            "chosen_lengths": stats.lengths[:b].float(),
+            "rejected_lengths": stats.lengths[b:2 * b].float(),
+        }
+        if self.include_explore:
+            fields["policy_explore_logps"] = stats.logps[2 * b:3 * b]
+        if stats.kl is not None:
+            fields["chosen_seq_kl"] = stats.kl[:b]
+            fields["rejected_seq_kl"] = stats.kl[b:2 * b]
+        ref: dict[str, torch.Tensor] | None = None
+        if self.reference_logps is not None:
+            rows = torch.tensor([self._ref_row[id(p)] for p in pairs])
+            ref = {k: v[rows].to(self.accelerator.device) for k, v in self.reference_logps.items()}
+        elif self.reference is not None:
+            with torch.no_grad(), self.reference.active() as ref_model:
+                ref_logps = sequence_stats(ref_model, batch, chunk_size=self.args.chunk_size).logps
+            ref = {"chosen": ref_logps[:b], "rejected": ref_logps[b:2 * b], "explore": ref_logps[2 * b:3 * b]}
+        if ref is not None:
+            fields["reference_chosen_logps"] = ref["chosen"]
+            fields["reference_rejected_logps"] = ref["rejected"]
+            if self.include_explore:
+                fields["reference_explore_logps"] = ref["explore"]
+        return PreferenceBatch(**fields)
+
+    # ----- data order --------------------------------------------------------------------------
+
+    def _epoch_order(self, epoch: int) -> list[int]:
+        g = torch.Generator().manual_seed(self.args.seed + epoch)
+        return torch.randperm(len(self.train_pairs), generator=g).tolist()
+
+    def _windows(self, epoch: int) -> list[tuple[int, list[list[int]]]]:
+        """The epoch as optimizer steps: (examples in the global batch, this process's micro-batches)."""
+        a = self.args
+        order = self._epoch_order(epoch)
+        global_batch = a.per_device_train_batch_size * a.gradient_accumulation_steps * self.world_size
+        rank = self.accelerator.process_index
+        steps = []
+        for start in range(0, len(order), global_batch):
+            chunk = order[start:start + global_batch]
+            mine = chunk[rank::self.world_size]
+            micro = [mine[i:i + a.per_device_train_batch_size] for i in range(0, len(mine), a.per_device_train_batch_size)]
+            steps.append((len(chunk), [m for m in micro if m]))
+        return steps
+
+    # ----- train -------------------------------------------------------------------------------
+
+    def train(self, resume_from_checkpoint: str | Path | None = None, log_file: str | Path | None = None) -> TrainResult:
+        """Run the optimisation; returns a TrainResult. Logs one JSON line per logging step."""
+        a = self.args
+        start_time = time.perf_counter()
+        self.precompute_reference()
+        if resume_from_checkpoint is not None:
+            self.load_checkpoint(Path(resume_from_checkpoint))
+        log_path = Path(log_file) if log_file else (self.output_dir / "train_log.jsonl" if self.output_dir else None)
+        if log_path is not None and self.accelerator.is_main_process:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            if resume_from_checkpoint is None:
+                log_path.write_text("")
+            else:
+                self._truncate_log(log_path)
+        self.model.train()
+        bar = tqdm(total=self.total_steps, initial=self.global_step, desc="train", unit="step",
+                   disable=not self.progress, dynamic_ncols=True)
+        history: list[dict[str, float]] = []
+        pending: list[tuple[int, dict[str, float]]] = []
+        consecutive_nonfinite = 0
+        tokens = 0
+        step_time = time.perf_counter()
+        while self.global_step < self.total_steps:
+            epoch, offset = divmod(self.global_step, self.steps_per_epoch)
+            n_global, micro_batches = self._windows(epoch)[offset]
+            ok, records, n_tokens = self._accumulate(micro_batches, n_global)
+            tokens += n_tokens
+            if ok:
+                consecutive_nonfinite = 0
+                grad_norm = None
+                if a.max_grad_norm is not None:
+                    grad_norm = float(self.accelerator.clip_grad_norm_(self.model.parameters(), a.max_grad_norm))
+                self.optimizer.step()
+                pending.extend(records)
+            else:
+                self.nonfinite_steps += 1
+                consecutive_nonfinite += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            self.global_step += 1
+            bar.update(1)
+            if ok and (self.global_step % a.logging_steps == 0 or self.global_step == self.total_steps):
+                entry = {"step": self.global_step, "epoch": round(self.global_step / self.steps_per_epoch, 4),
+                         **_mean_metrics(pending), "learning_rate": self.scheduler.get_last_lr()[0],
+                         "nonfinite_steps": self.nonfinite_steps}
+                if grad_norm is not None:
+                    entry["grad_norm"] = grad_norm
+                elapsed = time.perf_counter() - step_time
+                entry["tokens_per_s"] = tokens / max(elapsed, 1e-9)
+                history.append(entry)
+                pending = []
+                self._log(entry, log_path, bar)
+            if a.eval_steps and self.eval_pairs and self.global_step % a.eval_steps == 0:
+                self._log({"step": self.global_step, **self.evaluate()}, log_path, bar)
+            if consecutive_nonfinite >= a.max_nonfinite_steps:
+                self._save_if_possible()
+                raise NonFiniteLossError(
+                    f"{consecutive_nonfinite} non-finite losses in a row at step {self.global_step}; "
+                    f"lower the learning rate or check the data (state saved for --resume)")
+            if a.save_steps and self.global_step % a.save_steps == 0 and self.global_step < self.total_steps:
+                self._save_if_possible()
+        bar.close()
+        elapsed = time.perf_counter() - start_time
+        summary = _mean_metrics([(1, h) for h in history if "loss" in h])
+        if self.eval_pairs:
+            summary.update(self.evaluate())
+        return TrainResult(self.global_step, summary, self.nonfinite_steps, elapsed,
+                           tokens / max(time.perf_counter() - step_time, 1e-9), self.reference_cache_hit, history)
+
+    def _accumulate(self, micro_batches: list[list[int]], n_global: int
+                    ) -> tuple[bool, list[tuple[int, dict[str, float]]], int]:
+        """Forward/backward every micro-batch of one optimizer step.
+
+        Each micro-batch's loss is ``losses.sum() · W / n_global`` (W processes, whose gradients
+        DDP averages), so the accumulated gradient equals the gradient of the mean loss over the
+        whole global batch, however it is split into micro-batches and processes (trl#2617).
+        Returns (all losses finite, per-micro-batch metrics, response tokens processed).
+        """
+        records = []
+        n_tokens = 0
+        for i, indices in enumerate(micro_batches):
+            pairs = [self.train_pairs[j] for j in indices]
+            sync = i == len(micro_batches) - 1
+            ctx = self.accelerator.no_sync(self.model) if not sync else contextlib.nullcontext()
+            with ctx:
+                batch = self._preference_batch(pairs, train=True)
+                out = self.objective(batch)
+                loss = out.losses.sum() * self.world_size / n_global
+                if not torch.isfinite(loss):
+                    return False, [], n_tokens
+                self.accelerator.backward(loss)
+            n_tokens += int(batch.chosen_lengths.sum() + batch.rejected_lengths.sum())
+            metrics = {"loss": float(out.losses.detach().mean())}
+            metrics.update({k: float(v) for k, v in out.metrics.items()})
+            records.append((len(indices), metrics))
+        return True, records, n_tokens
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Metrics of the objective on the eval pairs, prefixed ``eval/``."""
+        if not self.eval_pairs:
+            return {}
+        was_training = self.model.training
+        self.model.eval()
+        records = []
+        bs = self.args.per_device_eval_batch_size
+        for start in range(0, len(self.eval_pairs), bs):
+            pairs = self.eval_pairs[start:start + bs]
+            out = self.objective(self._preference_batch(pairs, train=False))
+            records.append((len(pairs), {"loss": float(out.losses.mean()), **{k: float(v) for k, v in out.metrics.items()}}))
+        self.model.train(was_training)
+        return {f"eval/{k}": v for k, v in _mean_metrics(records).items()}
+
+    # ----- logging -----------------------------------------------------------------------------
+
+    def _log(self, entry: dict[str, float], log_path: Path | None, bar: tqdm) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        if log_path is not None:
+            with log_path.open("a") as f:
+                f.write(json.dumps(entry) + "\n")
+        shown = {k: entry[k] for k in ("loss", "rewards/accuracies", "rewards/margins", "eval/rewards/accuracies") if k in entry}
+        if shown:
+            bar.set_postfix({k.split("/")[-1] if not k.startswith("eval") else "eval_acc": f"{v:.3f}" for k, v in shown.items()})
+            if self.progress:
+                bar.write(f"step {entry['step']:>5}  " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+        if self.accelerator.trackers:
+            self.accelerator.log({k: v for k, v in entry.items() if k != "step"}, step=int(entry["step"]))
+
+    def _truncate_log(self, log_path: Path) -> None:
+        """On resume, drop log lines past the checkpoint's step so no step is logged twice."""
+        if not log_path.exists():
+            return
+        kept = [line for line in log_path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= self.global_step]
+        log_path.write_text("".join(line + "\n" for line in kept))
+
+    # ----- checkpoints -------------------------------------------------------------------------
+
+    def _save_if_possible(self) -> None:
+        if self.output_dir is not None:
+            self.save_checkpoint(self.output_dir / f"checkpoint-{self.global_step}")
+
+    def save_checkpoint(self, path: Path) -> None:
+        """Model weights, optimizer, scheduler, RNG and counters, written atomically."""
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            return
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.accelerator.unwrap_model(self.model).save_pretrained(tmp / "model", safe_serialization=True)
+        torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save(torch.get_rng_state(), tmp / "rng.pt")
+        (tmp / STATE_FILE).write_text(json.dumps({"global_step": self.global_step,
+                                                 "nonfinite_steps": self.nonfinite_steps}))
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+        self._rotate_checkpoints(path.parent)
+
+    def _rotate_checkpoints(self, folder: Path) -> None:
+        checkpoints = sorted(folder.glob("checkpoint-*[0-9]"), key=lambda p: int(p.name.split("-")[-1]))
+        for old in checkpoints[: -self.args.save_total_limit]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore what ``save_checkpoint`` wrote; training continues at the saved step."""
+        from safetensors.torch import load_file
+
+        state_path = path / STATE_FILE
+        if not state_path.is_file():
+            raise UserError(f"{path}: not a selm checkpoint ({STATE_FILE} missing)")
+        state = json.loads(state_path.read_text())
+        model = self.accelerator.unwrap_model(self.model)
+        weights = {}
+        for file in sorted((path / "model").glob("*.safetensors")):
+            weights.update(load_file(file))
+        if hasattr(model, "peft_config"):
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(model, weights)
+        else:
+            missing, unexpected = model.load_state_dict(weights, strict=False)
+            tied = set(getattr(model, "_tied_weights_keys", None) or [])
+            if unexpected or set(missing) - tied:
+                raise UserError(f"{path}: checkpoint weights do not match the model "
+                                f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+        torch.set_rng_state(torch.load(path / "rng.pt", weights_only=True))
+        self.global_step = int(state["global_step"])
+        self.nonfinite_steps = int(state["nonfinite_steps"])
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    """The ``checkpoint-N`` folder with the largest N in ``folder`` (None if there is none)."""
+    found = [p for p in Path(folder).glob("checkpoint-*[0-9]") if (p / STATE_FILE).is_file()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
+
