@@ -77,7 +77,7 @@ def format_validation_error(exc: ValidationError, source: str = "") -> str:
     errors = exc.errors()
     first = errors[0]
     loc = ".".join(str(p) for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     elif first["type"] == "missing":
@@ -86,7 +86,8 @@ def format_validation_error(exc: ValidationError, source: str = "") -> str:
     shown = "" if first["type"] in ("extra_forbidden", "missing") or isinstance(value, dict) else f" (got {value!r})"
     more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
     prefix = f"{source}: " if source else ""
-    return f"{prefix}{loc}: {msg}{shown}{more}"
+    where = f"{loc}: " if loc else ""
+    return f"{prefix}{where}{msg}{shown}{more}"
 
 
 def validate(model: type[T], data: dict[str, Any], source: str = "") -> T:

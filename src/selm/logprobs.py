@@ -18,6 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+# At most this many logits per chunk (32 MB in float32): the number of positions per chunk
+# shrinks as the vocabulary grows, so the engine's peak memory stays flat in V.
+MAX_CHUNK_LOGITS = 2**23
+
 
 @dataclass
 class SequenceBatch:
@@ -149,8 +153,8 @@ def sequence_stats(
     Args:
         model: a causal LM (transformers, possibly PEFT- or DDP-wrapped).
         batch: the N sequences; only positions where ``response_mask`` is True are scored.
-        chunk_size: response positions per output-layer chunk; peak extra memory is about
-            3 · chunk_size · V · 4 bytes.
+        chunk_size: at most this many response positions per output-layer chunk; also capped at
+            MAX_CHUNK_LOGITS / V positions, so peak extra memory is a few times 32 MB whatever V.
         with_entropy: also return Σ_t entropy of the policy over response tokens.
         reference: when given, also return Σ_t KL(π_ref ‖ π) over response tokens (TDPO). The
             reference runs without gradient.
@@ -168,6 +172,7 @@ def sequence_stats(
     seq_index = batch.response_mask[:, 1:].nonzero()[:, 0]
     n = batch.num_sequences
     grad = torch.is_grad_enabled() and hidden.requires_grad
+    chunk_size = max(1, min(chunk_size, MAX_CHUNK_LOGITS // head.out_features))
 
     token_logps, entropies, kls = [], [], []
     for start in range(0, hidden.shape[0], chunk_size):

@@ -1,0 +1,107 @@
+"""The config of an online run (`selm run`). Its defaults are the built-in quickstart."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from selm.config import StrictModel
+from selm.train.config import LoraConfig, ObjectiveSpec, TrainingArguments
+
+
+class PromptsConfig(StrictModel):
+    """Where prompts come from and how each round takes its share."""
+
+    train: str | None = Field(None, description="prompt file / dataset; default: the task's generator")
+    eval: str | None = Field(None, description="held-out prompt file; default: the task's held-out set")
+    field: str = "prompt"
+    per_round: int = Field(64, gt=0, description="training prompts per round")
+    num_eval: int = Field(64, gt=0, description="held-out prompts, fixed for the whole run")
+    schedule: Literal["chunks", "resample"] = Field(
+        "chunks", description="chunks: disjoint contiguous chunks per round (SELM); resample: a fresh draw")
+
+
+class SamplingConfig(StrictModel):
+    """How candidates are generated each round."""
+
+    backend: Literal["hf", "vllm"] = "hf"
+    n: int = Field(8, ge=2, description="responses per prompt")
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    max_new_tokens: int = Field(16, gt=0)
+    batch_size: int = Field(64, gt=0, description="prompts per generate call")
+    explore: Literal["auto", "greedy", "sample", "none"] = Field(
+        "auto", description="exploration response y0: greedy (SELM), an extra sample (XPO), none; "
+                            "auto = greedy when the objective needs one")
+
+
+class PairsConfig(StrictModel):
+    """How scored candidates become (chosen, rejected) pairs."""
+
+    strategy: Literal["best_worst", "best_random", "best_second", "all_pairs"] = "best_worst"
+    min_margin: float = Field(0.0, ge=0)
+    length_penalty: float = Field(0.0, ge=0, description="score − λ·tokens before pairing")
+
+
+class EvalConfig(StrictModel):
+    """Per-round evaluation on the held-out prompts."""
+
+    samples_per_prompt: int = Field(2, gt=0)
+    temperature: float = Field(1.0, ge=0, description="1.0 keeps the KL estimate unbiased")
+    judge: dict[str, Any] | None = Field(None, description="default: the training judge")
+
+
+class RunConfig(StrictModel):
+    """An online alignment run: rounds of sample → judge → pair → train → evaluate."""
+
+    name: str = "selm-quickstart"
+    task: str | None = Field("sort", description="built-in task: prompts and gold reward")
+    model_name_or_path: str = "builtin:sort"
+    tokenizer_name_or_path: str | None = None
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    rounds: int = Field(3, gt=0)
+    seed: int = 42
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    judge: dict[str, Any] = Field(default_factory=lambda: {"kind": "gold", "task": "sort"})
+    pairs: PairsConfig = Field(default_factory=PairsConfig)
+    objective: ObjectiveSpec = Field(default_factory=lambda: {"name": "selm", "beta": 0.1, "alpha": 0.001})
+    reference: Literal["round_start", "initial", "none", "ema"] = "round_start"
+    reference_ema_decay: float = Field(0.5, ge=0, le=1, description="ema: π_ref ← d·π_ref + (1−d)·π_round_start")
+    lora: LoraConfig | None = None
+    train: TrainingArguments = Field(default_factory=lambda: TrainingArguments(
+        learning_rate=2e-3, per_device_train_batch_size=16, num_train_epochs=2, warmup_ratio=0.0,
+        lr_scheduler_type="constant", max_length=64, logging_steps=2, save_steps=4, max_grad_norm=1.0))
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RunConfig":
+        from selm.objectives import build_objective
+
+        objective = build_objective(self.objective)
+        if objective.needs_reference and self.reference == "none":
+            raise ValueError(f"objective '{objective.name}' needs a reference; reference: none is impossible")
+        if not objective.needs_reference and self.reference != "none":
+            raise ValueError(f"objective '{objective.name}' is reference-free; set reference: none "
+                             f"(got '{self.reference}')")
+        if "policy_explore_logps" in objective.requires and self.sampling.explore == "none":
+            raise ValueError(f"objective '{objective.name}' needs an exploration response; "
+                             f"sampling.explore cannot be none")
+        if self.task is None and (self.prompts.train is None or self.prompts.eval is None):
+            raise ValueError("without a built-in task, set prompts.train and prompts.eval")
+        if self.train.lora is not None:
+            raise ValueError("set lora at the top level of a run config (train.lora is for `selm train`)")
+        return self
+
+    @property
+    def explore_mode(self) -> str:
+        """The effective exploration mode ('greedy', 'sample' or 'none')."""
+        from selm.objectives import build_objective
+
+        needs = "policy_explore_logps" in build_objective(self.objective).requires
+        if self.sampling.explore == "auto":
+            return "greedy" if needs else "none"
+        return self.sampling.explore if needs else "none"

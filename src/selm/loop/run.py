@@ -1,0 +1,447 @@
+"""The online round loop of SELM and its family, in one file.
+
+Round 0 evaluates the starting policy π0. Then for k = 1..N, with π_{k−1} the round-start policy:
+
+    prompts_k  = this round's chunk of training prompts (or a fresh draw)
+    sample     : n responses per prompt from π_{k−1} (+ the exploration response y0: its greedy
+                 answer for SELM, an extra sample for XPO)
+    judge      : every candidate scored by the judge
+    pair       : best-vs-worst (or another strategy) pairs, ties dropped
+    train      : the objective against the reference (round start, π0, an EMA, or none)
+    evaluate   : held-out prompts → judge / gold reward, win rates, KL(π_k ‖ π0), length, ...
+
+Each phase writes one artifact into ``rounds/NN/`` and is marked done in the round's manifest, so
+``--resume`` redoes nothing finished; a cut training phase continues from its last checkpoint.
+Every random choice is seeded from (seed, round, phase), so a resumed run reproduces an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import random
+import resource
+import shutil
+import time
+import warnings
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from selm.config import dump_config, load_config
+from selm.data import TokenizedPair, collate_sequences, load_prompts, tokenize_prompt
+from selm.errors import ConfigError, UserError
+from selm.eval import distinct_n, kl_estimate, mean_std, win_rate
+from selm.judges import Judge, build_judge, register_gold_reward
+from selm.logprobs import ReferencePolicy, sequence_stats
+from selm.loop.config import RunConfig
+from selm.loop.rundir import RoundDir, RunDir, atomic_write_text, read_jsonl, write_jsonl
+from selm.modeling.loading import load_causal_lm, load_tokenizer
+from selm.modeling.sources import resolve_model_source
+from selm.objectives import build_objective
+from selm.pairs import build_pairs
+from selm.sampling import SamplingParams, build_sampler
+from selm.tasks import get_task
+from selm.train.run import apply_lora
+from selm.train.trainer import PreferenceTrainer, latest_checkpoint
+
+TIMING_PREFIXES = ("time/", "tokens_per_s/", "peak_memory")
+
+
+def _derived_seed(seed: int, round_index: int, phase: str) -> int:
+    return (seed * 1_000_003 + round_index * 7919 + sum(map(ord, phase)) * 131) % (2**31 - 1)
+
+
+def _peak_memory_gb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+class OnlineRun:
+    """Executes (or resumes) an online run in ``run_dir`` as ``config`` says."""
+
+    def __init__(self, config: RunConfig, run_dir: RunDir, progress: bool = True):
+        self.config = config
+        self.run_dir = run_dir
+        self.progress = progress
+        self.objective = build_objective(config.objective)
+        self.task = get_task(config.task) if config.task else None
+        if self.task is not None:
+            register_gold_reward(self.task.name, self.task.gold_reward)
+        self.model_source = resolve_model_source(config.model_name_or_path)
+        self.tokenizer = load_tokenizer(
+            resolve_model_source(config.tokenizer_name_or_path) if config.tokenizer_name_or_path else self.model_source,
+            trust_remote_code=config.trust_remote_code)
+        self.judge: Judge = build_judge(config.judge)
+        self.eval_judge: Judge = build_judge(config.eval.judge) if config.eval.judge else self.judge
+        self.train_prompts, self.eval_prompts = self._load_prompts()
+        self._model: torch.nn.Module | None = None
+        self._model_round: int | None = None
+        self._initial: torch.nn.Module | None = None
+
+    # ----- prompts -----------------------------------------------------------------------------
+
+    def _load_prompts(self) -> tuple[list[Any], list[Any]]:
+        c = self.config
+        p = c.prompts
+        if p.train is not None:
+            train = load_prompts(p.train, field=p.field)
+        else:
+            train = self.task.train_prompts(c.rounds * p.per_round if p.schedule == "chunks" else 4 * p.per_round, c.seed)
+        evals = load_prompts(p.eval, field=p.field)[: p.num_eval] if p.eval is not None else self.task.eval_prompts(p.num_eval)
+        if p.schedule == "chunks" and len(train) < c.rounds * p.per_round:
+            raise ConfigError(f"prompts.train: {len(train)} prompts, but {c.rounds} rounds × prompts.per_round "
+                              f"{p.per_round} need {c.rounds * p.per_round} (or set prompts.schedule: resample)")
+        if not evals:
+            raise ConfigError("prompts.eval: no held-out prompts")
+        return train, evals
+
+    def round_prompts(self, k: int) -> list[Any]:
+        """Round k's training prompts: the k-th contiguous chunk, or a seeded draw."""
+        per = self.config.prompts.per_round
+        if self.config.prompts.schedule == "chunks":
+            return self.train_prompts[(k - 1) * per:k * per]
+        rng = random.Random(_derived_seed(self.config.seed, k, "prompts"))
+        return rng.sample(self.train_prompts, min(per, len(self.train_prompts)))
+
+    # ----- models ------------------------------------------------------------------------------
+
+    def _policy_dir(self, k: int) -> Path:
+        return self.run_dir.round(k).file("policy")
+
+    def policy(self, k: int) -> torch.nn.Module:
+        """The policy at the end of round k (round 0: π0), kept in memory between phases."""
+        if self._model_round == k and self._model is not None:
+            return self._model
+        self._model = None
+        c = self.config
+        base = load_causal_lm(self.model_source, dtype=c.train.dtype, trust_remote_code=c.trust_remote_code,
+                              allow_pickle=c.allow_pickle)
+        if c.lora is not None:
+            torch.manual_seed(_derived_seed(c.seed, 0, "lora"))
+            if k == 0:
+                model = apply_lora(base, c.lora)
+            else:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(base, self._policy_dir(k), is_trainable=True)
+        elif k == 0:
+            model = base
+        else:
+            model = load_causal_lm(str(self._policy_dir(k)), dtype=c.train.dtype, allow_pickle=False)
+        if torch.cuda.is_available():
+            model = model.cuda()
+        self._model, self._model_round = model, k
+        return model
+
+    def initial_reference(self) -> ReferencePolicy:
+        """π0 as a reference: the LoRA policy with adapters disabled, or a frozen copy of π0."""
+        if self.config.lora is not None:
+            return ReferencePolicy(self.policy(self._model_round or 0), disable_adapters=True)
+        if self._initial is None:
+            self._initial = load_causal_lm(self.model_source, dtype=self.config.train.dtype,
+                                           trust_remote_code=self.config.trust_remote_code,
+                                           allow_pickle=self.config.allow_pickle).eval().requires_grad_(False)
+            if torch.cuda.is_available():
+                self._initial = self._initial.cuda()
+        return ReferencePolicy(self._initial)
+
+    def reference_for_round(self, k: int, policy: torch.nn.Module) -> ReferencePolicy | None:
+        """π_ref of round k as configured (``policy`` holds the round-start weights)."""
+        mode = self.config.reference
+        live = bool(self.objective.requires & {"chosen_seq_kl", "rejected_seq_kl"})
+        if mode == "none":
+            return None
+        if mode == "initial":
+            return self.initial_reference()
+        if mode == "round_start":
+            # Reference log-probs are precomputed before the first step, while the policy still
+            # holds the round-start weights: no copy is needed unless the objective needs the
+            # reference live at every step (TDPO's per-token KL).
+            if live or not self.config.train.precompute_reference:
+                return ReferencePolicy(copy.deepcopy(policy).eval().requires_grad_(False))
+            return ReferencePolicy(policy)
+        return ReferencePolicy(self._ema_reference(k, policy))
+
+    def _ema_reference(self, k: int, policy: torch.nn.Module) -> torch.nn.Module:
+        """π_ref,k = d·π_ref,k−1 + (1−d)·π_{k−1}, with π_ref,1 = π0; saved per round for resume."""
+        from safetensors.torch import load_file, save_file
+
+        path = self.run_dir.round(k).file("reference_ema.safetensors")
+        ref = copy.deepcopy(policy).eval().requires_grad_(False)
+        if path.is_file():
+            ref.load_state_dict(load_file(path), strict=False)
+            return ref
+        if k > 1:
+            previous = load_file(self.run_dir.round(k - 1).file("reference_ema.safetensors"))
+            d = self.config.reference_ema_decay
+            state = {name: d * previous[name].to(t) + (1 - d) * t for name, t in ref.state_dict().items() if name in previous}
+            ref.load_state_dict(state, strict=False)
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({n: t.detach().cpu().contiguous() for n, t in ref.state_dict().items()}, str(tmp))
+        os.replace(tmp, path)
+        return ref
+
+    # ----- phases ------------------------------------------------------------------------------
+
+    def _sampler(self, model: torch.nn.Module):
+        return build_sampler(self.config.sampling.backend, model=model, tokenizer=self.tokenizer,
+                             batch_size=self.config.sampling.batch_size, progress=self.progress)
+
+    def _params(self, n: int, temperature: float, seed: int) -> SamplingParams:
+        s = self.config.sampling
+        return SamplingParams(n=n, temperature=temperature, top_p=s.top_p, top_k=s.top_k,
+                              max_new_tokens=s.max_new_tokens, seed=seed,
+                              stop_token_ids=[self.tokenizer.eos_token_id])
+
+    @staticmethod
+    def _completion_row(c: Any) -> dict[str, Any]:
+        return {"text": c.text, "token_ids": list(c.token_ids), "logprob": float(c.logprob),
+                "num_tokens": int(c.num_tokens), "finished": bool(c.finished)}
+
+    def phase_sample(self, k: int, rd: RoundDir) -> dict[str, Any]:
+        c = self.config
+        prompts = self.round_prompts(k)
+        prompt_ids = [tokenize_prompt(self.tokenizer, p) for p in prompts]
+        sampler = self._sampler(self.policy(k - 1))
+        seed = _derived_seed(c.seed, k, "sample")
+        outputs = sampler.generate(prompt_ids, self._params(c.sampling.n, c.sampling.temperature, seed))
+        explore: list[Any] = [None] * len(prompts)
+        mode = c.explore_mode
+        if mode != "none":
+            temperature = 0.0 if mode == "greedy" else c.sampling.temperature
+            extra = sampler.generate(prompt_ids, self._params(1, temperature, seed + 1))
+            explore = [self._completion_row(o[0]) for o in extra]
+        rows = [{"prompt_index": i, "prompt": p, "prompt_ids": ids,
+                 "candidates": [self._completion_row(x) for x in outs], "explore": e}
+                for i, (p, ids, outs, e) in enumerate(zip(prompts, prompt_ids, outputs, explore))]
+        write_jsonl(rd.file("samples.jsonl"), rows)
+        tokens = sum(x["num_tokens"] for r in rows for x in r["candidates"])
+        return {"artifact": "samples.jsonl", "tokens": tokens, "seed": seed}
+
+    def phase_judge(self, k: int, rd: RoundDir) -> dict[str, Any]:
+        samples = read_jsonl(rd.file("samples.jsonl"))
+        scores = self.judge.rank_scores_batch([s["prompt"] for s in samples],
+                                              [[x["text"] for x in s["candidates"]] for s in samples])
+        write_jsonl(rd.file("scores.jsonl"), [{"prompt_index": s["prompt_index"], "scores": sc}
+                                               for s, sc in zip(samples, scores)])
+        return {"artifact": "scores.jsonl"}
+
+    def phase_pair(self, k: int, rd: RoundDir) -> dict[str, Any]:
+        c = self.config
+        samples = read_jsonl(rd.file("samples.jsonl"))
+        scores = [r["scores"] for r in read_jsonl(rd.file("scores.jsonl"))]
+        pairs, stats = build_pairs(
+            [[x["text"] for x in s["candidates"]] for s in samples], scores,
+            strategy=c.pairs.strategy, min_margin=c.pairs.min_margin, length_penalty=c.pairs.length_penalty,
+            lengths=[[x["num_tokens"] for x in s["candidates"]] for s in samples],
+            seed=_derived_seed(c.seed, k, "pair"))
+        rows = []
+        for pair in pairs:
+            s = samples[pair.prompt_index]
+            chosen, rejected = s["candidates"][pair.chosen_index], s["candidates"][pair.rejected_index]
+            rows.append({"prompt_index": pair.prompt_index, "prompt": s["prompt"], "prompt_ids": s["prompt_ids"],
+                         "chosen": chosen["text"], "rejected": rejected["text"],
+                         "chosen_ids": chosen["token_ids"], "rejected_ids": rejected["token_ids"],
+                         "explore": s["explore"]["text"] if s["explore"] else None,
+                         "explore_ids": s["explore"]["token_ids"] if s["explore"] else None,
+                         "chosen_score": pair.chosen_score, "rejected_score": pair.rejected_score,
+                         "margin": pair.margin})
+        write_jsonl(rd.file("pairs.jsonl"), rows)
+        return {"artifact": "pairs.jsonl", "stats": stats.as_metrics()}
+
+    def phase_train(self, k: int, rd: RoundDir) -> dict[str, Any]:
+        c = self.config
+        rows = read_jsonl(rd.file("pairs.jsonl"))
+        # Pairs keep the sampled token ids: no re-tokenization, so the trainer scores exactly the
+        # tokens the sampler produced.
+        pairs = [TokenizedPair(index=i, prompt_ids=r["prompt_ids"], chosen_ids=r["chosen_ids"],
+                               rejected_ids=r["rejected_ids"], explore_ids=r["explore_ids"])
+                 for i, r in enumerate(rows)]
+        policy_dir = rd.file("policy")
+        if not pairs:
+            warnings.warn(f"round {k}: no preference pairs (all ties?); the policy is carried over unchanged")
+            self._save_policy(self.policy(k - 1), policy_dir)
+            self._model_round = k
+            return {"artifact": "policy", "train": {}, "tokens": 0}
+        torch.manual_seed(_derived_seed(c.seed, k, "train"))
+        policy = self.policy(k - 1)
+        self._model_round = None  # the in-memory weights are about to change
+        reference = self.reference_for_round(k, policy)
+        args = c.train.model_copy(update={"seed": _derived_seed(c.seed, k, "train-order"),
+                                          "reference_cache_dir": str(self.run_dir.path / "cache" / "reference_logps")})
+        ckpt_dir = rd.file("train")
+        trainer = PreferenceTrainer(policy, self.objective, args, pairs, self.tokenizer.pad_token_id,
+                                    reference=reference, output_dir=ckpt_dir, progress=self.progress)
+        result = trainer.train(resume_from_checkpoint=latest_checkpoint(ckpt_dir), log_file=rd.file("train_log.jsonl"))
+        self._model = trainer.accelerator.unwrap_model(trainer.model)
+        self._save_policy(self._model, policy_dir)
+        self._model_round = k
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        metrics = {f"train/{key}": v for key, v in result.metrics.items()
+                   if key in ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected",
+                              "logps/chosen", "logps/rejected", "logps/explore", "loss/optimism")}
+        metrics["train/steps"] = result.global_step
+        metrics["train/nonfinite_steps"] = result.nonfinite_steps
+        tokens = sum(len(p.chosen_ids) + len(p.rejected_ids) for p in pairs) * max(1, round(c.train.num_train_epochs))
+        return {"artifact": "policy", "train": metrics, "tokens": tokens}
+
+    def _save_policy(self, model: torch.nn.Module, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp, safe_serialization=True)
+        if self.config.lora is None:
+            self.tokenizer.save_pretrained(tmp)
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+
+    def phase_evaluate(self, k: int, rd: RoundDir) -> dict[str, Any]:
+        c = self.config
+        prompt_ids = [tokenize_prompt(self.tokenizer, p) for p in self.eval_prompts]
+        model = self.policy(k)
+        outputs = self._sampler(model).generate(
+            prompt_ids, self._params(c.eval.samples_per_prompt, c.eval.temperature, _derived_seed(c.seed, 0, "eval")))
+        flat = [(i, j, o) for i, outs in enumerate(outputs) for j, o in enumerate(outs)]
+        prompts = [self.eval_prompts[i] for i, _, _ in flat]
+        texts = [o.text for _, _, o in flat]
+        rewards = self.eval_judge.score(prompts, texts)
+        gold = self.task.gold_reward(prompts, texts) if self.task is not None else [None] * len(texts)
+        initial_logps = ([o.logprob for _, _, o in flat] if k == 0
+                         else self._initial_logps([(prompt_ids[i], list(o.token_ids)) for i, _, o in flat]))
+        rows = [{"prompt_index": i, "sample_index": j, "prompt": self.eval_prompts[i], "response": o.text,
+                 "num_tokens": o.num_tokens, "finished": o.finished, "reward": r, "gold_reward": g,
+                 "logprob": o.logprob, "initial_logprob": lp, "token_ids": list(o.token_ids)}
+                for (i, j, o), r, g, lp in zip(flat, rewards, gold, initial_logps)]
+        write_jsonl(rd.file("eval.jsonl"), rows)
+        return {"artifact": "eval.jsonl", "tokens": sum(o.num_tokens for _, _, o in flat)}
+
+    @torch.no_grad()
+    def _initial_logps(self, sequences: list[tuple[list[int], list[int]]]) -> list[float]:
+        """log π0(y | x) of each (prompt ids, response ids), batched through the chunked engine."""
+        out: list[float] = []
+        reference = self.initial_reference()
+        device = next(reference.model.parameters()).device
+        with reference.active() as model:
+            model.eval()
+            for start in range(0, len(sequences), 64):
+                batch = collate_sequences(sequences[start:start + 64], self.tokenizer.pad_token_id).to(device)
+                out.extend(sequence_stats(model, batch, chunk_size=self.config.train.chunk_size).logps.tolist())
+        return out
+
+    # ----- metrics -----------------------------------------------------------------------------
+
+    def round_metrics(self, k: int) -> dict[str, Any]:
+        """The metrics row of round k, from its artifacts and manifest (never from memory)."""
+        rd = self.run_dir.round(k)
+        rows = read_jsonl(rd.file("eval.jsonl"))
+        rewards = [r["reward"] for r in rows]
+        m: dict[str, Any] = {"round": k}
+        m["reward_mean"], m["reward_std"] = mean_std(rewards)
+        if rows and rows[0]["gold_reward"] is not None:
+            m["gold_reward_mean"], m["gold_reward_std"] = mean_std([r["gold_reward"] for r in rows])
+        m["kl"] = kl_estimate([r["logprob"] for r in rows], [r["initial_logprob"] for r in rows])
+        if k == 0:
+            m["win_rate_vs_initial"] = m["win_rate_vs_previous"] = None
+        else:
+            initial = read_jsonl(self.run_dir.round(0).file("eval.jsonl"))
+            previous = read_jsonl(self.run_dir.round(k - 1).file("eval.jsonl"))
+            m["win_rate_vs_initial"] = win_rate(rewards, [r["reward"] for r in initial])
+            m["win_rate_vs_previous"] = win_rate(rewards, [r["reward"] for r in previous])
+        m["length_mean"] = mean_std([r["num_tokens"] for r in rows])[0]
+        m["eos_rate"] = sum(r["finished"] for r in rows) / max(len(rows), 1)
+        m["distinct_2"] = distinct_n([r["token_ids"] for r in rows], 2)
+        phases = rd.manifest["phases"]
+        if k > 0:
+            m.update(phases["pair"].get("stats", {}))
+            m.update(phases["train"].get("train", {}))
+        for phase, key in (("sample", "sample"), ("judge", "judge"), ("train", "train"), ("evaluate", "eval")):
+            if phase in phases:
+                seconds = phases[phase].get("seconds", math.nan)
+                m[f"time/{key}_s"] = seconds
+                if "tokens" in phases[phase] and seconds:
+                    m[f"tokens_per_s/{key}"] = phases[phase]["tokens"] / seconds
+        m["peak_memory_gb"] = rd.manifest.get("peak_memory_gb")
+        return m
+
+    def _summary_line(self, m: dict[str, Any], first: dict[str, Any]) -> str:
+        parts = [f"round {m['round']}/{self.config.rounds}"]
+        if "gold_reward_mean" in m:
+            parts.append(f"gold {m['gold_reward_mean']:.3f} ({m['gold_reward_mean'] - first['gold_reward_mean']:+.3f} vs round 0)")
+        parts.append(f"reward {m['reward_mean']:.3f}")
+        parts.append(f"kl {m['kl']:.2f}")
+        if m.get("win_rate_vs_initial") is not None:
+            parts.append(f"win vs π0 {m['win_rate_vs_initial']:.2f}")
+        if "pairs/count" in m:
+            parts.append(f"pairs {m['pairs/count']:.0f}")
+        if "train/rewards/accuracies" in m:
+            parts.append(f"train acc {m['train/rewards/accuracies']:.2f}")
+        parts.append(f"len {m['length_mean']:.1f}")
+        return "  ".join(parts)
+
+    # ----- the loop ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _phase(self, rd: RoundDir, name: str) -> Iterator[dict[str, Any]]:
+        info: dict[str, Any] = {}
+        start = time.perf_counter()
+        if self.progress:
+            tqdm.write(f"[round {rd.round}] {name}")
+        yield info
+        artifact = info.pop("artifact")
+        rd.mark_done(name, artifact, seconds=time.perf_counter() - start, **info)
+
+    def execute(self) -> Path:
+        """Run every round not yet finished, then write metrics.jsonl and the report."""
+        from selm.report import build_report
+
+        phases = {"sample": self.phase_sample, "judge": self.phase_judge, "pair": self.phase_pair,
+                  "train": self.phase_train, "evaluate": self.phase_evaluate}
+        rows: list[dict[str, Any]] = []
+        for k in range(self.config.rounds + 1):
+            rd = self.run_dir.round(k)
+            for name in (("evaluate",) if k == 0 else tuple(phases)):
+                if rd.is_done(name):
+                    continue
+                torch.manual_seed(_derived_seed(self.config.seed, k, name))
+                with self._phase(rd, name) as info:
+                    info.update(phases[name](k, rd))
+            rd.set_info(peak_memory_gb=max(rd.manifest.get("peak_memory_gb") or 0.0, _peak_memory_gb()))
+            rows.append(self.round_metrics(k))
+            self.run_dir.write_metrics(rows)
+            if self.progress:
+                tqdm.write(self._summary_line(rows[-1], rows[0]))
+        build_report(self.run_dir.path)
+        return self.run_dir.path
+
+
+def start_run(recipe: str | Path | None, overrides: list[str] | None = None, output: str | Path | None = None,
+              progress: bool = True) -> Path:
+    """Start a new run from a recipe (None: the quickstart). Returns the run directory."""
+    config = load_config(RunConfig, recipe, overrides, defaults={})
+    if output is None:
+        output = Path("runs") / f"{config.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    run_dir = RunDir(Path(output))
+    if run_dir.config_path.exists():
+        raise UserError(f"{run_dir.path}: already holds a run; continue it with `selm run --resume {run_dir.path}`")
+    run_dir.check_writable()
+    runner = OnlineRun(config, run_dir, progress=progress)
+    atomic_write_text(run_dir.config_path, dump_config(config))
+    return runner.execute()
+
+
+def resume_run(run_dir: str | Path, progress: bool = True) -> Path:
+    """Continue a run from its config.yaml; finished phases are not redone."""
+    rd = RunDir(Path(run_dir))
+    if not rd.config_path.is_file():
+        raise UserError(f"{rd.path}: no config.yaml here; not a selm run directory")
+    config = load_config(RunConfig, rd.config_path)
+    rd.check_writable()
+    return OnlineRun(config, rd, progress=progress).execute()

@@ -1,0 +1,141 @@
+"""The run directory: atomic artifacts, per-round manifests with checksums, resumable phases.
+
+    RUN_DIR/config.yaml  metrics.jsonl  rounds/NN/{manifest.json, samples.jsonl, scores.jsonl,
+    pairs.jsonl, eval.jsonl, metrics.json, train_log.jsonl, policy/, train/}  report/
+
+Every file is written under a temporary name and renamed into place; a phase is marked done in
+the manifest only after its artifact is complete, with the artifact's sha256. On resume, a done
+phase whose artifact is missing or fails its checksum is redone, with a warning naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from selm.errors import UserError
+
+PHASES = ("sample", "judge", "pair", "train", "evaluate")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file + rename (never a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Atomically write one JSON object per line."""
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read a JSONL artifact of this run (written by selm, so errors are not user errors)."""
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def sha256_path(path: Path) -> str:
+    """sha256 of a file, or of every file in a folder (names and bytes, sorted)."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        with file.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class RoundDir:
+    """One round's folder and its manifest."""
+
+    def __init__(self, path: Path, round_index: int):
+        self.path = path
+        self.round = round_index
+        self.manifest_path = path / "manifest.json"
+        if self.manifest_path.is_file():
+            self.manifest = json.loads(self.manifest_path.read_text())
+        else:
+            self.manifest = {"round": round_index, "phases": {}}
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def _save(self) -> None:
+        atomic_write_text(self.manifest_path, json.dumps(self.manifest, indent=2))
+
+    def is_done(self, phase: str) -> bool:
+        """True when ``phase`` was marked done and its artifact still matches its checksum."""
+        entry = self.manifest["phases"].get(phase)
+        if not entry or entry.get("status") != "done":
+            return False
+        artifact = self.path / entry["artifact"]
+        if not artifact.exists() or sha256_path(artifact) != entry["sha256"]:
+            warnings.warn(f"{artifact}: missing or checksum mismatch; redoing phase '{phase}' "
+                          f"of round {self.round}", stacklevel=2)
+            self.invalidate_from(phase)
+            return False
+        return True
+
+    def mark_done(self, phase: str, artifact: str, **info: Any) -> None:
+        """Record ``phase`` as done with the sha256 of its artifact (file or folder)."""
+        self.manifest["phases"][phase] = {"status": "done", "artifact": artifact,
+                                          "sha256": sha256_path(self.path / artifact), **info}
+        self._save()
+
+    def set_info(self, **info: Any) -> None:
+        self.manifest.update(info)
+        self._save()
+
+    def invalidate_from(self, phase: str) -> None:
+        """Forget ``phase`` and every later phase of this round (their inputs changed)."""
+        for later in PHASES[PHASES.index(phase):]:
+            self.manifest["phases"].pop(later, None)
+        self._save()
+
+
+class RunDir:
+    """The folder of one run."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def round(self, index: int) -> RoundDir:
+        return RoundDir(self.path / "rounds" / f"{index:02d}", index)
+
+    def check_writable(self) -> None:
+        """Fail before any work if the run directory cannot be written."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write-probe"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"{self.path}: run directory is not writable ({exc.strerror})") from None
+        free = shutil.disk_usage(self.path).free
+        if free < 50 * 2**20:
+            raise UserError(f"{self.path}: only {free / 2**20:.0f} MiB free on disk; need at least 50 MiB")
+
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """Rewrite metrics.jsonl from the rounds' metrics (idempotent, so resume never duplicates)."""
+        write_jsonl(self.metrics_path, rows)
