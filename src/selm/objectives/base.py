@@ -7,8 +7,11 @@ objective declares in ``requires`` and nothing more.
 
 from __future__ import annotations
 
+import inspect
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Callable, ClassVar
+from numbers import Real
 
 import torch
 
@@ -57,6 +60,18 @@ class PreferenceBatch:
     chosen_seq_kl: torch.Tensor | None = None
     rejected_seq_kl: torch.Tensor | None = None
 
+    def __post_init__(self) -> None:
+        # A [B, 1] field would broadcast against [B] into [B, B] and give a wrong loss silently.
+        if self.policy_chosen_logps.dim() != 1:
+            raise ValueError(f"PreferenceBatch.policy_chosen_logps must have shape [B], "
+                             f"got {tuple(self.policy_chosen_logps.shape)}")
+        expected = tuple(self.policy_chosen_logps.shape)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None and tuple(value.shape) != expected:
+                raise ValueError(f"PreferenceBatch.{f.name} has shape {tuple(value.shape)}, "
+                                 f"expected {expected} like policy_chosen_logps")
+
     def require(self, names: frozenset[str] | set[str], objective: str) -> None:
         """Raise a ConfigError naming the first field in ``names`` that is None."""
         for name in sorted(names):
@@ -89,13 +104,17 @@ class ObjectiveOutput:
 class Objective:
     """Base class of every preference objective.
 
-    Subclasses set ``name``, ``requires`` (the optional PreferenceBatch fields they read), declare
-    their hyperparameters as keyword arguments of ``__init__`` with the papers' defaults, and
-    implement ``compute``. ``__call__`` checks the required fields first.
+    Subclasses set ``requires`` (exactly the optional PreferenceBatch fields they read), declare
+    their hyperparameters as keyword arguments of ``__init__`` with the papers' defaults (validated
+    there, stored as attributes of the same name), and implement ``compute``. ``name`` is set by
+    ``register_objective``. ``__call__`` checks the required fields first.
+
+    ``name`` and ``requires`` are class attributes for registered objectives, but composite
+    objectives (``WeightedObjective``) set them per instance.
     """
 
-    name: ClassVar[str] = ""
-    requires: ClassVar[frozenset[str]] = frozenset()
+    name: str = ""
+    requires: frozenset[str] = frozenset()
 
     def __call__(self, batch: PreferenceBatch) -> ObjectiveOutput:
         batch.require(self.requires, self.name)
@@ -118,9 +137,14 @@ _REGISTRY: dict[str, type[Objective]] = {}
 
 
 def register_objective(*names: str) -> Callable[[type[Objective]], type[Objective]]:
-    """Class decorator: register an Objective subclass under one or more names."""
+    """Class decorator: register an Objective subclass under one or more names.
+
+    The first name is the canonical one: it becomes ``cls.name``, used in error messages and in
+    the ``loss/<name>`` metric of weighted sums. The others are aliases.
+    """
 
     def wrap(cls: type[Objective]) -> type[Objective]:
+        cls.name = names[0]
         for name in names:
             if name in _REGISTRY and _REGISTRY[name] is not cls:
                 raise ValueError(f"objective name '{name}' is registered twice")
@@ -145,10 +169,22 @@ def get_objective(name: str, **hyperparameters: float) -> Objective:
             f"unknown objective '{name}'; available: {', '.join(available_objectives())}"
         )
     cls = _REGISTRY[name]
-    try:
-        return cls(**hyperparameters)
-    except TypeError as exc:
-        raise ConfigError(f"objective '{name}': {exc}") from None
+    known = hyperparameter_names(cls)
+    unknown = sorted(set(hyperparameters) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"objective '{name}': unknown hyperparameter(s) {', '.join(unknown)}; "
+            f"known: {', '.join(known) or 'none'}"
+        )
+    return cls(**hyperparameters)
+
+
+def hyperparameter_names(cls: type[Objective]) -> tuple[str, ...]:
+    """The keyword arguments of ``cls.__init__``, in declaration order."""
+    # A class without its own __init__ inherits object's (self, /, *args, **kwargs): no names.
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    return tuple(p.name for p in parameters if p.kind in named and p.name != "self")
 
 
 def batch_fields() -> tuple[str, ...]:
@@ -156,8 +192,33 @@ def batch_fields() -> tuple[str, ...]:
     return tuple(f.name for f in fields(PreferenceBatch))
 
 
+def _check_number(objective: str, key: str, value: object) -> None:
+    # YAML and CLI overrides can hand over strings, booleans or NaN; none of them is a valid scale.
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise ConfigError(f"objective '{objective}': {key} must be a finite number, got {value!r}")
+
+
 def validate_positive(objective: str, **values: float) -> None:
-    """Raise ConfigError unless every given hyperparameter is > 0."""
+    """Raise ConfigError unless every given hyperparameter is a finite number > 0."""
     for key, value in values.items():
+        _check_number(objective, key, value)
         if not value > 0:
             raise ConfigError(f"objective '{objective}': {key} must be > 0, got {value}")
+
+
+def validate_nonnegative(objective: str, **values: float) -> None:
+    """Raise ConfigError unless every given hyperparameter is a finite number >= 0."""
+    for key, value in values.items():
+        _check_number(objective, key, value)
+        if not value >= 0:
+            raise ConfigError(f"objective '{objective}': {key} must be >= 0, got {value}")
+
+
+def validate_range(objective: str, key: str, value: float, low: float, high: float,
+                   *, low_open: bool = False) -> None:
+    """Raise ConfigError unless ``low <= value < high`` (``low < value < high`` if ``low_open``)."""
+    _check_number(objective, key, value)
+    above_low = value > low if low_open else value >= low
+    if not (above_low and value < high):
+        interval = f"{'(' if low_open else '['}{low}, {high})"
+        raise ConfigError(f"objective '{objective}': {key} must be in {interval}, got {value}")

@@ -7,34 +7,39 @@ from collections.abc import Sequence
 import torch
 
 from selm.errors import ConfigError
-from selm.objectives.base import Objective, ObjectiveOutput, PreferenceBatch
+from selm.objectives.base import Objective, ObjectiveOutput, PreferenceBatch, validate_nonnegative
 
 
 class WeightedObjective(Objective):
-    """L = Σ_k w_k · L_k, per example.
+    """L = Σ_k w_k · L_k, per example: [B].
 
-    Metrics of every part are kept under their own names; each part's mean loss is also logged
-    as ``loss/<name>``. When two parts log the same metric name, the first one's value is kept.
+    ``name`` joins the parts' names with ``+`` (``dpo+sft``) and ``requires`` is the union of the
+    parts'. Metrics of every part are kept under their own names; each part's unweighted mean loss
+    is also logged as ``loss/<name>``. When two parts log the same metric name (``rewards/chosen``
+    of ``dpo`` and ``selm``, or the same objective twice), the first one's value is kept.
+
+    Args:
+        parts: (objective, weight) pairs; weights are finite and >= 0.
     """
 
-    name = "weighted"
-
-    def __init__(self, parts: Sequence[tuple[Objective, float]]):
+    def __init__(self, parts: Sequence[tuple[Objective, float]]) -> None:
         if not parts:
             raise ConfigError("a weighted objective needs at least one part")
-        self.parts = list(parts)
-        self.requires = frozenset().union(*(p.requires for p, _ in self.parts))
+        for objective, weight in parts:
+            validate_nonnegative(objective.name, weight=weight)
+        self.parts = [(objective, float(weight)) for objective, weight in parts]
+        self.name = "+".join(objective.name for objective, _ in self.parts)
+        self.requires = frozenset().union(*(objective.requires for objective, _ in self.parts))
 
     def compute(self, batch: PreferenceBatch) -> ObjectiveOutput:
-        total: torch.Tensor | None = None
+        total = torch.zeros_like(batch.policy_chosen_logps)
         metrics: dict[str, torch.Tensor] = {}
         for objective, weight in self.parts:
             out = objective(batch)
-            total = weight * out.losses if total is None else total + weight * out.losses
+            total = total + weight * out.losses
             metrics.setdefault(f"loss/{objective.name}", out.losses.detach().mean())
             for key, value in out.metrics.items():
                 metrics.setdefault(key, value)
-        assert total is not None
         return ObjectiveOutput(losses=total, metrics=metrics)
 
     def __repr__(self) -> str:
