@@ -1,0 +1,22 @@
+"""Judges: score responses behind one interface (see ``selm.judges.base.Judge``).
+
+Kinds, each built from a config dict with ``build_judge({"kind": ..., **options})``:
+``reward_model``, ``pairwise``, ``llm``, ``function``, ``ensemble`` and ``gold``. Heavy
+dependencies (torch, transformers, llm_blender) are imported only when a judge that needs them
+is built.
+"""
+
+from selm.judges.base import ItemFailure, Judge
+from selm.judges.ensemble import EnsembleJudge
+from selm.judges.function import FunctionJudge
+from selm.judges.gold import GoldJudge, gold_rewards, register_gold_reward
+from selm.judges.llm import LLMJudge
+from selm.judges.pairwise import PairwiseJudge
+from selm.judges.registry import available_judge_kinds, build_judge, register_judge_kind
+from selm.judges.reward_model import RewardModelJudge
+
+__all__ = [
+    "EnsembleJudge", "FunctionJudge", "GoldJudge", "ItemFailure", "Judge", "LLMJudge", "PairwiseJudge",
+    "RewardModelJudge", "available_judge_kinds", "build_judge", "gold_rewards", "register_gold_reward",
+    "register_judge_kind",
+]
