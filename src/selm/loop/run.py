@@ -240,7 +240,7 @@ class OnlineRun:
         samples = read_jsonl(rd.file("samples.jsonl"))
         scores = [r["scores"] for r in read_jsonl(rd.file("scores.jsonl"))]
         pairs, stats = build_pairs(
-            [[x["text"] for x in s["candidates"]] for s in samples], scores,
+            [s["prompt_index"] for s in samples], [[x["text"] for x in s["candidates"]] for s in samples], scores,
             strategy=c.pairs.strategy, min_margin=c.pairs.min_margin, length_penalty=c.pairs.length_penalty,
             lengths=[[x["num_tokens"] for x in s["candidates"]] for s in samples],
             seed=_derived_seed(c.seed, k, "pair"))
@@ -312,14 +312,22 @@ class OnlineRun:
         flat = [(i, j, o) for i, outs in enumerate(outputs) for j, o in enumerate(outs)]
         prompts = [self.eval_prompts[i] for i, _, _ in flat]
         texts = [o.text for _, _, o in flat]
-        rewards = self.eval_judge.score(prompts, texts)
+        judge = self.eval_judge
+        rewards = [None] * len(texts) if judge.is_pairwise else judge.score(prompts, texts)
         gold = self.task.gold_reward(prompts, texts) if self.task is not None else [None] * len(texts)
+        # A pairwise judge has no pointwise reward: it compares with earlier rounds' responses.
+        wins: dict[str, list[Any]] = {}
+        if judge.is_pairwise and k > 0:
+            for key, baseline_round in (("win_vs_initial", 0), ("win_vs_previous", k - 1)):
+                baseline = read_jsonl(self.run_dir.round(baseline_round).file("eval.jsonl"))
+                wins[key] = judge.compare(prompts, texts, [b["response"] for b in baseline])
         initial_logps = ([o.logprob for _, _, o in flat] if k == 0
                          else self._initial_logps([(prompt_ids[i], list(o.token_ids)) for i, _, o in flat]))
         rows = [{"prompt_index": i, "sample_index": j, "prompt": self.eval_prompts[i], "response": o.text,
                  "num_tokens": o.num_tokens, "finished": o.finished, "reward": r, "gold_reward": g,
-                 "logprob": o.logprob, "initial_logprob": lp, "token_ids": list(o.token_ids)}
-                for (i, j, o), r, g, lp in zip(flat, rewards, gold, initial_logps)]
+                 "logprob": o.logprob, "initial_logprob": lp, "token_ids": list(o.token_ids),
+                 **{key: values[n] for key, values in wins.items()}}
+                for n, ((i, j, o), r, g, lp) in enumerate(zip(flat, rewards, gold, initial_logps))]
         write_jsonl(rd.file("eval.jsonl"), rows)
         return {"artifact": "eval.jsonl", "tokens": sum(o.num_tokens for _, _, o in flat)}
 
@@ -342,14 +350,17 @@ class OnlineRun:
         """The metrics row of round k, from its artifacts and manifest (never from memory)."""
         rd = self.run_dir.round(k)
         rows = read_jsonl(rd.file("eval.jsonl"))
-        rewards = [r["reward"] for r in rows]
+        rewards = [r["reward"] for r in rows if r["reward"] is not None]
         m: dict[str, Any] = {"round": k}
-        m["reward_mean"], m["reward_std"] = mean_std(rewards)
+        m["reward_mean"], m["reward_std"] = mean_std(rewards) if rewards else (None, None)
         if rows and rows[0]["gold_reward"] is not None:
             m["gold_reward_mean"], m["gold_reward_std"] = mean_std([r["gold_reward"] for r in rows])
         m["kl"] = kl_estimate([r["logprob"] for r in rows], [r["initial_logprob"] for r in rows])
         if k == 0:
             m["win_rate_vs_initial"] = m["win_rate_vs_previous"] = None
+        elif "win_vs_initial" in rows[0]:
+            m["win_rate_vs_initial"] = mean_std([r["win_vs_initial"] for r in rows])[0]
+            m["win_rate_vs_previous"] = mean_std([r["win_vs_previous"] for r in rows])[0]
         else:
             initial = read_jsonl(self.run_dir.round(0).file("eval.jsonl"))
             previous = read_jsonl(self.run_dir.round(k - 1).file("eval.jsonl"))
@@ -375,7 +386,8 @@ class OnlineRun:
         parts = [f"round {m['round']}/{self.config.rounds}"]
         if "gold_reward_mean" in m:
             parts.append(f"gold {m['gold_reward_mean']:.3f} ({m['gold_reward_mean'] - first['gold_reward_mean']:+.3f} vs round 0)")
-        parts.append(f"reward {m['reward_mean']:.3f}")
+        if m["reward_mean"] is not None:
+            parts.append(f"reward {m['reward_mean']:.3f}")
         parts.append(f"kl {m['kl']:.2f}")
         if m.get("win_rate_vs_initial") is not None:
             parts.append(f"win vs π0 {m['win_rate_vs_initial']:.2f}")
