@@ -1,0 +1,166 @@
+"""Reading a run directory into memory for the report.
+
+Only ``metrics.jsonl`` is required. Everything else (``config.yaml``, ``rounds/NN/train_log.jsonl``,
+``rounds/NN/eval.jsonl``) is optional: a report of a run that is still going, or of a run made by an
+older or newer selm, shows what is there and skips the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from selm.errors import UserError
+
+Row = dict[str, Any]
+
+
+@dataclass
+class RunData:
+    """Everything the report shows, as read from one run directory.
+
+    Attributes:
+        run_dir: the run directory.
+        metrics: one row per finished round, sorted by ``round`` (round 0 = the starting policy).
+        config: the parsed ``config.yaml`` (empty when missing or unreadable).
+        config_text: the raw text of ``config.yaml`` ("" when missing).
+        train_logs: round -> that round's optimizer-step log rows (rounds without a log are absent).
+        evals: round -> that round's held-out eval rows, for round 0 and the last round only.
+    """
+
+    run_dir: Path
+    metrics: list[Row]
+    config: dict[str, Any] = field(default_factory=dict)
+    config_text: str = ""
+    train_logs: dict[int, list[Row]] = field(default_factory=dict)
+    evals: dict[int, list[Row]] = field(default_factory=dict)
+
+    @property
+    def rounds(self) -> list[int]:
+        """The finished rounds, ascending."""
+        return [row["round"] for row in self.metrics]
+
+    @property
+    def last_round(self) -> int:
+        return self.metrics[-1]["round"]
+
+    def series(self, key: str) -> tuple[list[int], list[float]]:
+        """(rounds, values) of a numeric metric, leaving out rounds where it is missing, null or NaN."""
+        points = self.points(key)
+        return [k for k, _ in points], [values[0] for _, values in points]
+
+    def points(self, *keys: str) -> list[tuple[int, list[float]]]:
+        """(round, [value of each key]) for the rounds where every one of ``keys`` has a number."""
+        out = []
+        for row in self.metrics:
+            values = []
+            for key in keys:
+                value = number(row.get(key))
+                if value is None:
+                    break
+                values.append(value)
+            else:
+                out.append((row["round"], values))
+        return out
+
+
+def number(value: Any) -> float | None:
+    """``value`` as a finite float, or None when it is missing, non-numeric, NaN or infinite (bools are not numbers).
+
+    Plots draw only these: an infinite KL or loss would wreck the axis limits of every other point.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def round_dir(run_dir: Path, round_index: int) -> Path:
+    """``RUN_DIR/rounds/NN`` (two digits, as the loop writes it)."""
+    return run_dir / "rounds" / f"{round_index:02d}"
+
+
+def load_run(run_dir: Path | str) -> RunData:
+    """Read ``run_dir`` for the report.
+
+    Raises:
+        UserError: ``metrics.jsonl`` is missing, empty, or has a line that is not a JSON object
+            with an integer ``round``; the message names the file (and line).
+    """
+    run_dir = Path(run_dir)
+    metrics = _load_metrics(run_dir / "metrics.jsonl")
+    config, config_text = _load_config(run_dir / "config.yaml")
+    rounds = [row["round"] for row in metrics]
+    train_logs = {}
+    for k in rounds:
+        log = _read_optional_jsonl(round_dir(run_dir, k) / "train_log.jsonl")
+        if log:
+            train_logs[k] = log
+    evals = {}
+    for k in sorted({rounds[0], rounds[-1]}):
+        rows = _read_optional_jsonl(round_dir(run_dir, k) / "eval.jsonl")
+        if rows:
+            evals[k] = rows
+    return RunData(run_dir, metrics, config, config_text, train_logs, evals)
+
+
+def _load_metrics(path: Path) -> list[Row]:
+    if not path.is_file():
+        raise UserError(f"{path}: not found; is {path.parent} a selm run directory with at least one finished round?")
+    by_round: dict[int, Row] = {}
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or isinstance(row.get("round"), bool) or not isinstance(row.get("round"), int):
+                raise UserError(f"{path}:{line_no}: expected a JSON object with an integer 'round'")
+            # A later line for the same round supersedes an earlier one (a redone round).
+            by_round[row["round"]] = row
+    if not by_round:
+        raise UserError(f"{path}: empty; no finished round to report")
+    return [by_round[k] for k in sorted(by_round)]
+
+
+def _load_config(path: Path) -> tuple[dict[str, Any], str]:
+    if not path.is_file():
+        return {}, ""
+    text = path.read_text(encoding="utf-8")
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        # The report is still useful without the header fields; the raw text is shown as is.
+        warnings.warn(f"{path}: not valid YAML ({exc}); the report header leaves out the config fields", stacklevel=3)
+        return {}, text
+    return (config if isinstance(config, dict) else {}), text
+
+
+def _read_optional_jsonl(path: Path) -> list[Row]:
+    """Rows of a per-round JSONL artifact; [] when absent.
+
+    Unparsable lines are skipped with a warning rather than failing the report: the train log is
+    appended step by step, so a run killed mid-write can leave a partial last line.
+    """
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                warnings.warn(f"{path}:{line_no}: not valid JSON; line skipped in the report", stacklevel=3)
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+    return rows

@@ -1,0 +1,335 @@
+"""The report's plots, rendered to PNG bytes with matplotlib's Agg canvas.
+
+Figures are built with ``matplotlib.figure.Figure`` on an explicit Agg canvas and styled inside
+``rc_context``, never through pyplot: no display is needed, and neither pyplot's global figure
+registry nor the caller's matplotlib backend and settings are touched.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from selm.report.load import RunData, number
+
+if TYPE_CHECKING:  # matplotlib.typing exists from matplotlib 3.8 only; needed for type checkers alone
+    from matplotlib.typing import RcKeyType
+
+# Okabe-Ito: distinguishable with colour-vision deficiencies and in greyscale print.
+BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, YELLOW, GREY = (
+    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#7f7f7f")
+
+STYLE: dict[RcKeyType, Any] = {
+    "figure.dpi": 100,
+    "savefig.dpi": 144,
+    "font.size": 10,
+    "axes.titlesize": 12,
+    "axes.titleweight": "bold",
+    "axes.labelsize": 10,
+    "axes.grid": True,
+    "grid.alpha": 0.35,
+    "grid.linewidth": 0.6,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.axisbelow": True,
+    "legend.frameon": False,
+    "legend.fontsize": 9,
+    "lines.linewidth": 1.8,
+    "lines.markersize": 5,
+}
+
+# (metric key, legend label, colour) of the per-phase timings, in the order the phases run. Each
+# phase keeps its colour whichever phases a run has; unknown time/... keys get the spare colours.
+TIME_PHASES: tuple[tuple[str, str, str], ...] = (
+    ("time/sample_s", "sample", BLUE), ("time/judge_s", "judge", ORANGE), ("time/reference_s", "reference", PURPLE),
+    ("time/train_s", "train", GREEN), ("time/eval_s", "eval", SKY))
+SPARE_COLOURS = (VERMILLION, YELLOW, GREY)
+
+# Metrics keys drawn in a plot below (and every time/<phase>_s key), so the "other metrics" table skips them.
+PLOTTED_KEYS = frozenset({"reward_mean", "reward_std", "gold_reward_mean", "gold_reward_std", "kl",
+                          "win_rate_vs_initial", "win_rate_vs_previous", "length_mean"})
+
+# (train_log key, y label) of the training-curve panels.
+TRAIN_PANELS = (("loss", "loss"), ("rewards/accuracies", "reward accuracy"), ("rewards/margins", "implicit reward"))
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One rendered plot: its file name in the report folder, title, caption and PNG bytes.
+
+    ``wide`` marks multi-panel figures, which a page layout should give the full width.
+    """
+
+    filename: str
+    title: str
+    caption: str
+    png: bytes
+    wide: bool = False
+
+
+def is_time_key(key: str) -> bool:
+    """True for a per-phase wall-clock metric, ``time/<phase>_s``."""
+    return key.startswith("time/") and key.endswith("_s")
+
+
+def is_plotted(key: str) -> bool:
+    """True when the metric ``key`` is drawn in one of the plots."""
+    return key in PLOTTED_KEYS or is_time_key(key)
+
+
+def time_keys(run: RunData) -> list[str]:
+    """The per-phase timing keys present in the run: the known phases in order, then any others."""
+    present = {k for row in run.metrics for k, v in row.items()
+               if is_time_key(k) and number(v) is not None}
+    known = [key for key, _, _ in TIME_PHASES if key in present]
+    extra = sorted(present.difference(known))
+    return known + extra
+
+
+def _new_figure(nrows: int, width: float, height: float, sharex: bool = False) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, 1, sharex=sharex, squeeze=False)[:, 0]
+    return fig, list(axes)
+
+
+def _side_by_side(ncols: int, height: float = 3.8) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=(5.2 * ncols if ncols > 1 else 7.0, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, list(fig.subplots(1, ncols, squeeze=False)[0])
+
+
+def _round_axis(ax: Axes, run: RunData) -> None:
+    """Rounds on x: integer ticks, and every finished round in view, so all per-round plots align."""
+    ax.set_xlabel("round")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlim(run.rounds[0] - 0.5, run.rounds[-1] + 0.5)
+
+
+def _reward_series(run: RunData) -> list[tuple[str, str, str, str]]:
+    """(mean key, std key, name, colour) of the rewards the run has: the judge's, then the gold one."""
+    series = [("reward_mean", "reward_std", "judge reward", BLUE),
+              ("gold_reward_mean", "gold_reward_std", "gold reward", ORANGE)]
+    return [s for s in series if run.series(s[0])[1]]
+
+
+def reward_plot(run: RunData) -> Figure | None:
+    """Mean held-out reward per round with a ± 1 std band; one panel per reward (their scales differ)."""
+    series = _reward_series(run)
+    if not series:
+        return None
+    fig, axes = _side_by_side(len(series))
+    for ax, (mean_key, std_key, name, colour) in zip(axes, series, strict=True):
+        rounds, means = run.series(mean_key)
+        ax.plot(rounds, means, marker="o", color=colour, label="mean")
+        with_std = run.points(mean_key, std_key)
+        if len(with_std) == len(rounds):
+            stds = [values[1] for _, values in with_std]
+            if len(rounds) > 1:
+                ax.fill_between(rounds, [m - s for m, s in zip(means, stds, strict=True)],
+                                [m + s for m, s in zip(means, stds, strict=True)],
+                                color=colour, alpha=0.18, linewidth=0, label="± 1 std")
+            else:  # a band needs two points; one round gets an error bar
+                ax.errorbar(rounds, means, yerr=stds, color=colour, capsize=4, fmt="none", label="± 1 std")
+        ax.set_title(name[0].upper() + name[1:] + " per round")
+        ax.set_ylabel(f"{name} (held-out mean)")
+        _round_axis(ax, run)
+        ax.legend(loc="best")
+    return fig
+
+
+def frontier_plot(run: RunData) -> Figure | None:
+    """Reward against KL(policy ‖ starting policy): how much reward each nat of drift bought."""
+    panels = [(name, colour, run.points("kl", mean_key)) for mean_key, _, name, colour in _reward_series(run)]
+    panels = [panel for panel in panels if len(panel[2]) >= 2]  # one point is no trade-off
+    if not panels:
+        return None
+    fig, axes = _side_by_side(len(panels))
+    for ax, (name, colour, points) in zip(axes, panels, strict=True):
+        ax.plot([kl for _, (kl, _) in points], [reward for _, (_, reward) in points],
+                marker="o", color=colour, alpha=0.9)
+        for k, (kl, reward) in points:
+            ax.annotate(f"r{k}", (kl, reward), textcoords="offset points", xytext=(5, 5), fontsize=8,
+                        color="#333333")
+        ax.set_title(f"{name[0].upper() + name[1:]} vs KL")
+        ax.set_xlabel("KL(policy ‖ starting policy) (nats)")
+        ax.set_ylabel(f"{name} (held-out mean)")
+    return fig
+
+
+def win_rate_plot(run: RunData) -> Figure | None:
+    """Held-out win rate against the starting policy and against the previous round."""
+    lines = [(key, label, colour) for key, label, colour in
+             (("win_rate_vs_initial", "vs round 0", BLUE), ("win_rate_vs_previous", "vs previous round", ORANGE))
+             if run.series(key)[1]]
+    if not lines:
+        return None
+    fig, (ax,) = _new_figure(1, 7.0, 3.8)
+    for key, label, colour in lines:
+        ax.plot(*run.series(key), marker="o", color=colour, label=label)
+    ax.axhline(0.5, color=GREY, linestyle="--", linewidth=1, label="no change (0.5)")
+    ax.set_ylim(0, 1)
+    ax.set_title("Win rate per round")
+    ax.set_ylabel("win rate (ties count ½)")
+    _round_axis(ax, run)
+    ax.legend(loc="best")
+    return fig
+
+
+def length_plot(run: RunData) -> Figure | None:
+    """Mean response length per round (reward hacking often shows up as length growth first)."""
+    rounds, lengths = run.series("length_mean")
+    if not lengths:
+        return None
+    fig, (ax,) = _new_figure(1, 7.0, 3.8)
+    ax.plot(rounds, lengths, marker="o", color=GREEN)
+    ax.set_ylim(bottom=0)
+    ax.set_title("Response length per round")
+    ax.set_ylabel("mean length (tokens)")
+    _round_axis(ax, run)
+    return fig
+
+
+@dataclass(frozen=True)
+class _RoundLog:
+    """One round's step log shifted onto the global step axis: key -> (global steps, values)."""
+
+    round: int
+    start: float  # global step at which the round begins (the previous rounds' total steps)
+    end: float
+    series: dict[str, tuple[list[float], list[float]]]
+
+
+def _round_logs(run: RunData) -> list[_RoundLog]:
+    """The rounds' step logs laid end to end.
+
+    Each round's trainer counts steps from 1, so round k's steps are shifted by the steps of the
+    rounds before it. Rows without a step, and non-numeric values, are skipped.
+    """
+    logs = []
+    offset = 0.0
+    for k in sorted(run.train_logs):
+        series: dict[str, tuple[list[float], list[float]]] = {}
+        last = 0.0
+        for row in run.train_logs[k]:
+            step = number(row.get("step"))
+            if step is None:
+                continue
+            last = max(last, step)
+            for key, value in row.items():
+                value = number(value)
+                if value is not None and key != "step":
+                    xs, ys = series.setdefault(key, ([], []))
+                    xs.append(offset + step)
+                    ys.append(value)
+        if series:
+            logs.append(_RoundLog(k, offset, offset + last, series))
+            offset += last
+    return logs
+
+
+def _plot_segments(ax: Axes, logs: list[_RoundLog], key: str, colour: str, label: str | None = None,
+                   **style: Any) -> None:
+    """One line per round, so no line joins the end of a round to the start of the next."""
+    for i, log in enumerate(log for log in logs if key in log.series):
+        ax.plot(*log.series[key], color=colour, label=label if i == 0 else None, **style)
+
+
+def training_plot(run: RunData) -> Figure | None:
+    """Loss, reward accuracy and implicit rewards against the global optimizer step."""
+    logs = _round_logs(run)
+    panels = [(key, label) for key, label in TRAIN_PANELS if any(key in log.series for log in logs)]
+    if not panels:
+        return None
+    fig, axes = _new_figure(len(panels), 9.0, 0.8 + 2.3 * len(panels), sharex=True)
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        if key == "rewards/margins":
+            _plot_segments(ax, logs, key, BLUE, "margin")
+            # Chosen and rejected rewards tell whether the margin grows by raising the chosen or
+            # only by pushing both down (likelihood displacement).
+            for side, colour in (("rewards/chosen", GREEN), ("rewards/rejected", VERMILLION)):
+                _plot_segments(ax, logs, side, colour, side.split("/")[1], linewidth=1.2, alpha=0.85)
+            ax.axhline(0, color=GREY, linewidth=0.8)
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        else:
+            _plot_segments(ax, logs, key, BLUE)
+        if key == "rewards/accuracies":
+            ax.set_ylim(-0.03, 1.03)
+        ax.set_ylabel(label)
+        for log in logs[1:]:
+            ax.axvline(log.start + 0.5, color=GREY, linestyle=":", linewidth=1.2)
+    for log in logs:
+        axes[0].text((log.start + log.end + 1) / 2, 1.02, f"round {log.round}", transform=axes[0].get_xaxis_transform(),
+                     ha="center", va="bottom", fontsize=8, color="#444444")
+    axes[0].set_title("Training curves (rounds end to end)", pad=16)
+    axes[-1].set_xlabel("optimizer step (all rounds)")
+    return fig
+
+
+def time_plot(run: RunData) -> Figure | None:
+    """Wall-clock seconds per phase per round, stacked."""
+    keys = time_keys(run)
+    if not keys:
+        return None
+    styles = {key: (label, colour) for key, label, colour in TIME_PHASES}
+    spare = itertools.cycle(SPARE_COLOURS)
+    fig, (ax,) = _new_figure(1, 7.0, 3.8)
+    bottom = [0.0] * len(run.metrics)
+    for key in keys:
+        label, colour = styles.get(key) or (key.removeprefix("time/").removesuffix("_s"), next(spare))
+        heights = [number(row.get(key)) or 0.0 for row in run.metrics]
+        ax.bar(run.rounds, heights, bottom=bottom, color=colour, width=0.6, label=label)
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    ax.set_title("Time per phase per round")
+    ax.set_ylabel("wall-clock time (s)")
+    ax.grid(axis="x", visible=False)
+    _round_axis(ax, run)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
+
+
+# (file name, title, caption, builder), in the order the report shows them.
+PLOTS: tuple[tuple[str, str, str, Callable[[RunData], Figure | None]], ...] = (
+    ("reward.png", "Reward per round",
+     ("Mean reward of the policy's responses to the held-out prompts; the band is ± 1 standard deviation "
+      "across responses. The gold reward (built-in tasks) is the true objective; the judge's is what was optimized."),
+     reward_plot),
+    ("reward_vs_kl.png", "Reward vs KL",
+     ("Reward against the estimated KL divergence from the starting policy (nats per response), one point "
+      "per round: up and to the left is a better trade-off."),
+     frontier_plot),
+    ("win_rate.png", "Win rate per round",
+     ("Fraction of held-out prompts where the round's response out-scores the starting policy's (or the "
+      "previous round's) under the judge; 0.5 means no change."),
+     win_rate_plot),
+    ("length.png", "Response length per round", "Mean response length on the held-out prompts, in tokens.",
+     length_plot),
+    ("training.png", "Training curves",
+     ("Per-step training loss, preference accuracy of the implicit reward, and implicit-reward margin "
+      "(with the chosen and rejected rewards), rounds laid end to end; dotted lines mark round boundaries."),
+     training_plot),
+    ("time.png", "Time per phase", "Wall-clock seconds spent in each phase of each round.", time_plot),
+)
+
+
+def render_plots(run: RunData) -> list[Plot]:
+    """Every plot the run has the data for, as PNG bytes (plots without data are left out)."""
+    plots = []
+    with matplotlib.rc_context(STYLE):
+        for filename, title, caption, build in PLOTS:
+            fig = build(run)
+            if fig is None:
+                continue
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", facecolor="white")
+            plots.append(Plot(filename, title, caption, buffer.getvalue(), wide=fig.get_figwidth() > 8))
+    return plots
