@@ -1,0 +1,170 @@
+"""PreferenceTrainer: exact loss scaling, learning, reference cache, resume, LoRA, guards."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from selm.data import collate_preference_batch
+from selm.logprobs import ReferencePolicy, naive_sequence_logps
+from selm.modeling.tiny import build_tiny_model
+from selm.objectives import ObjectiveOutput, build_objective
+from selm.objectives.base import Objective
+from selm.train.config import LoraConfig, TrainingArguments
+from selm.train.reference_cache import compute_reference_logps
+from selm.train.trainer import NonFiniteLossError, PreferenceTrainer, latest_checkpoint
+
+
+def args(**kw):
+    base = dict(learning_rate=1e-3, per_device_train_batch_size=4, warmup_ratio=0.0, lr_scheduler_type="constant",
+                logging_steps=1, max_grad_norm=None, seed=0)
+    base.update(kw)
+    return TrainingArguments(**base)
+
+
+def frozen_copy(model):
+    ref = build_tiny_model(300)
+    ref.load_state_dict(model.state_dict())
+    return ReferencePolicy(ref.eval().requires_grad_(False))
+
+
+def trainer_for(model, pairs, tmp_path, objective="dpo", **kw):
+    obj = build_objective(objective)
+    reference = frozen_copy(model) if obj.needs_reference else None
+    kw.setdefault("reference_cache_dir", str(tmp_path / "cache"))
+    return PreferenceTrainer(model, obj, args(**kw), pairs, pad_token_id=0, reference=reference,
+                             output_dir=tmp_path / "out", progress=False)
+
+
+@pytest.mark.parametrize("micro,accumulation", [(4, 1), (2, 2), (1, 4), (3, 2)])
+def test_accumulated_gradient_equals_float64_full_batch_gradient(tmp_path, make_pairs, micro, accumulation):
+    """Same global batch, any (micro-batch, accumulation) split -> the gradient of the mean loss."""
+    pairs = make_pairs(4)
+    model = build_tiny_model(300)
+    trainer = trainer_for(model, pairs, tmp_path, per_device_train_batch_size=micro,
+                          gradient_accumulation_steps=accumulation)
+    trainer.precompute_reference()
+    n_global, micro_batches = trainer._windows(0)[0]
+    assert n_global == 4 and sorted(i for m in micro_batches for i in m) == [0, 1, 2, 3]
+    ok, _, _ = trainer._accumulate(micro_batches, n_global)
+    assert ok
+    got = [p.grad.clone() for p in model.parameters()]
+
+    # Independent computation: float64 copy, full logits, DPO written out by hand, mean over 4.
+    m64 = build_tiny_model(300).double()
+    m64.load_state_dict({k: v.double() for k, v in build_tiny_model(300).state_dict().items()})
+    batch = collate_preference_batch(pairs, 0)
+    logps = naive_sequence_logps(m64, batch)
+    with torch.no_grad():
+        ref = naive_sequence_logps(m64, batch)
+    h = (logps[:4] - ref[:4]) - (logps[4:] - ref[4:])
+    loss = -F.logsigmoid(0.1 * h).mean()
+    expected = torch.autograd.grad(loss, list(m64.parameters()))
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g.double(), e, atol=1e-7, rtol=1e-4)
+
+
+def test_dpo_learns_synthetic_preferences(tmp_path, make_pairs):
+    pairs = make_pairs(32)
+    trainer = trainer_for(build_tiny_model(300), pairs, tmp_path, max_steps=40, learning_rate=3e-3,
+                          per_device_train_batch_size=8)
+    result = trainer.train()
+    history = [h for h in result.log_history if "rewards/accuracies" in h]
+    first, last = history[0], history[-1]
+    assert last["rewards/accuracies"] > 0.9
+    assert last["rewards/margins"] > first["rewards/margins"] + 0.5
+    log = [json.loads(line) for line in (tmp_path / "out" / "train_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log] == list(range(1, 41))
+
+
+def test_reference_cache_hits_and_invalidates(tmp_path, make_pairs):
+    pairs = make_pairs(8)
+    model = build_tiny_model(300)
+    first = trainer_for(model, pairs, tmp_path, max_steps=1)
+    first.precompute_reference()
+    assert first.reference_cache_hit is False
+    second = trainer_for(build_tiny_model(300), pairs, tmp_path, max_steps=1)
+    second.precompute_reference()
+    assert second.reference_cache_hit is True
+    # cached == recomputed
+    recomputed = compute_reference_logps(frozen_copy(build_tiny_model(300)), pairs, 0, progress=False)
+    for key in ("chosen", "rejected"):
+        torch.testing.assert_close(second.reference_logps[key], recomputed[key], atol=0, rtol=0)
+    # another reference (different weights) or other data -> recomputed
+    other = trainer_for(build_tiny_model(300, seed=5), pairs, tmp_path, max_steps=1)
+    other.precompute_reference()
+    assert other.reference_cache_hit is False
+    edited = pairs[:-1] + [pairs[-1].__class__(index=99, prompt_ids=pairs[-1].prompt_ids,
+                                               chosen_ids=[11, 2], rejected_ids=pairs[-1].rejected_ids)]
+    changed = trainer_for(build_tiny_model(300), edited, tmp_path, max_steps=1)
+    changed.precompute_reference()
+    assert changed.reference_cache_hit is False
+
+
+def test_resume_from_checkpoint_reproduces_uninterrupted_training(tmp_path, make_pairs):
+    pairs = make_pairs(24)
+    full = trainer_for(build_tiny_model(300), pairs, tmp_path / "a", max_steps=6, save_steps=3)
+    full.train()
+    checkpoint = tmp_path / "a" / "out" / "checkpoint-3"
+    assert latest_checkpoint(tmp_path / "a" / "out") == checkpoint
+    resumed = trainer_for(build_tiny_model(300), pairs, tmp_path / "b", max_steps=6, save_steps=3)
+    resumed.train(resume_from_checkpoint=checkpoint)
+    assert resumed.global_step == 6
+    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=0, rtol=0, msg=name)
+
+
+def test_lora_reference_is_the_model_with_adapters_disabled(tmp_path, make_pairs):
+    from selm.train.run import apply_lora
+
+    pairs = make_pairs(16)
+    model = apply_lora(build_tiny_model(300), LoraConfig(r=4, alpha=8))
+    trainer = PreferenceTrainer(model, build_objective("dpo"), args(max_steps=5, learning_rate=1e-2), pairs, 0,
+                                reference=ReferencePolicy(model, disable_adapters=True),
+                                output_dir=tmp_path / "out", progress=False)
+    result = trainer.train()
+    assert result.metrics["rewards/margins"] != 0
+    base = build_tiny_model(300)
+    batch = collate_preference_batch(pairs, 0)
+    with torch.no_grad(), model.disable_adapter():
+        disabled = naive_sequence_logps(model, batch)
+    torch.testing.assert_close(disabled, naive_sequence_logps(base, batch).detach(), atol=1e-6, rtol=0)
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert frozen and all("lora_" not in n for n in frozen)
+
+
+class NaNObjective(Objective):
+    name = "nan"
+    requires = frozenset()
+
+    def compute(self, batch):
+        return ObjectiveOutput(losses=batch.policy_chosen_logps * float("nan"))
+
+
+def test_nonfinite_losses_skip_then_stop_with_a_checkpoint(tmp_path, make_pairs):
+    trainer = PreferenceTrainer(build_tiny_model(300), NaNObjective(), args(max_steps=10, max_nonfinite_steps=3),
+                                make_pairs(8), 0, output_dir=tmp_path / "out", progress=False)
+    before = [p.clone() for p in trainer.model.parameters()]
+    with pytest.raises(NonFiniteLossError, match="3 non-finite losses in a row"):
+        trainer.train()
+    assert trainer.nonfinite_steps == 3
+    assert latest_checkpoint(tmp_path / "out") is not None
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+
+
+def test_selm_objective_uses_the_exploration_response(tmp_path, make_pairs):
+    pairs = make_pairs(8, explore=True)
+    trainer = trainer_for(build_tiny_model(300), pairs, tmp_path, objective={"name": "selm", "beta": 0.1, "alpha": 1.0},
+                          max_steps=2)
+    result = trainer.train()
+    assert "logps/explore" in result.metrics and "loss/optimism" in result.metrics
+    with pytest.raises(Exception, match="explore"):
+        trainer_for(build_tiny_model(300), make_pairs(8), tmp_path, objective="selm", max_steps=1)
+
+
+def test_tdpo_computes_kl_with_a_live_reference(tmp_path, make_pairs):
+    trainer = trainer_for(build_tiny_model(300), make_pairs(8), tmp_path, objective="tdpo2", max_steps=2)
+    result = trainer.train()
+    assert trainer.reference is not None and trainer.reference_logps is None
+    assert result.metrics["kl/chosen"] >= 0
