@@ -29,6 +29,8 @@ def _cmd_train(ns: argparse.Namespace) -> int:
 def _cmd_run(ns: argparse.Namespace) -> int:
     from selm.loop import resume_run, start_run
 
+    if ns.recipe is not None and "=" in ns.recipe and not Path(ns.recipe).exists():
+        ns.overrides, ns.recipe = [ns.recipe, *ns.overrides], None  # `selm run key=value ...`: the quickstart
     if ns.resume is not None:
         if ns.recipe is not None or ns.overrides:
             print("selm: error: --resume takes the run directory only (its config.yaml is reused)", file=sys.stderr)

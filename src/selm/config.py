@@ -7,6 +7,7 @@ before any work starts. YAML is read with ``yaml.safe_load`` only.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from selm.errors import ConfigError
 
 T = TypeVar("T", bound=BaseModel)
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 class StrictModel(BaseModel):
@@ -59,6 +61,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 5e-7 (no dot) as a string
         node = data
         parts = key.split(".")
         for part in parts[:-1]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from selm.config import StrictModel
 
@@ -57,7 +57,19 @@ class TrainingArguments(StrictModel):
         return self
 
 
-ObjectiveSpec = str | dict[str, Any] | list[dict[str, Any]]
+def _objective_builds(value: Any) -> Any:
+    """Build the objective once at validation time, so a bad name or hyperparameter is a config error."""
+    from selm.errors import ConfigError
+    from selm.objectives import build_objective
+
+    try:
+        build_objective(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+ObjectiveSpec = Annotated[str | dict[str, Any] | list[dict[str, Any]], AfterValidator(_objective_builds)]
 
 
 class TrainConfig(StrictModel):
@@ -77,11 +89,3 @@ class TrainConfig(StrictModel):
     objective: ObjectiveSpec = "dpo"
     output_dir: str = "outputs/selm-train"
     train: TrainingArguments = Field(default_factory=TrainingArguments)
-
-    @field_validator("objective")
-    @classmethod
-    def _objective_builds(cls, value: ObjectiveSpec) -> ObjectiveSpec:
-        from selm.objectives import build_objective
-
-        build_objective(value)
-        return value
