@@ -92,7 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `selm` command; returns the exit code."""
     parser = build_parser()
     ns = parser.parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
     from selm.errors import UserError
+
+    # Weight loading/saving bars from transformers repeat every round; selm shows its own.
+    hf_logging.disable_progress_bar()
 
     try:
         return ns.func(ns)

@@ -73,7 +73,7 @@ class RunConfig(StrictModel):
     reference_ema_decay: float = Field(0.5, ge=0, le=1, description="ema: π_ref ← d·π_ref + (1−d)·π_round_start")
     lora: LoraConfig | None = None
     train: TrainingArguments = Field(default_factory=lambda: TrainingArguments(
-        learning_rate=2e-3, per_device_train_batch_size=16, num_train_epochs=2, warmup_ratio=0.0,
+        learning_rate=3e-4, per_device_train_batch_size=16, num_train_epochs=1, warmup_ratio=0.0,
         lr_scheduler_type="constant", max_length=64, logging_steps=2, save_steps=4, max_grad_norm=1.0))
     eval: EvalConfig = Field(default_factory=EvalConfig)
 

@@ -43,7 +43,7 @@ from selm.judges import Judge, build_judge, register_gold_reward
 from selm.logprobs import ReferencePolicy, sequence_stats
 from selm.loop.config import RunConfig
 from selm.loop.rundir import RoundDir, RunDir, atomic_write_text, read_jsonl, write_jsonl
-from selm.modeling.loading import load_causal_lm, load_tokenizer
+from selm.modeling.loading import load_causal_lm, load_tokenizer, model_fingerprint
 from selm.modeling.sources import resolve_model_source
 from selm.objectives import build_objective
 from selm.pairs import build_pairs
@@ -211,7 +211,8 @@ class OnlineRun:
         c = self.config
         prompts = self.round_prompts(k)
         prompt_ids = [tokenize_prompt(self.tokenizer, p) for p in prompts]
-        sampler = self._sampler(self.policy(k - 1))
+        policy = self.policy(k - 1)
+        sampler = self._sampler(policy)
         seed = _derived_seed(c.seed, k, "sample")
         outputs = sampler.generate(prompt_ids, self._params(c.sampling.n, c.sampling.temperature, seed))
         explore: list[Any] = [None] * len(prompts)
@@ -225,7 +226,8 @@ class OnlineRun:
                 for i, (p, ids, outs, e) in enumerate(zip(prompts, prompt_ids, outputs, explore))]
         write_jsonl(rd.file("samples.jsonl"), rows)
         tokens = sum(x["num_tokens"] for r in rows for x in r["candidates"])
-        return {"artifact": "samples.jsonl", "tokens": tokens, "seed": seed}
+        return {"artifact": "samples.jsonl", "tokens": tokens, "seed": seed,
+                "policy_fingerprint": model_fingerprint(policy)}
 
     def phase_judge(self, k: int, rd: RoundDir) -> dict[str, Any]:
         samples = read_jsonl(rd.file("samples.jsonl"))
@@ -290,9 +292,11 @@ class OnlineRun:
                    if key in ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected",
                               "logps/chosen", "logps/rejected", "logps/explore", "loss/optimism")}
         metrics["train/steps"] = result.global_step
+        metrics["time/reference_s"] = result.reference_seconds
         metrics["train/nonfinite_steps"] = result.nonfinite_steps
         tokens = sum(len(p.chosen_ids) + len(p.rejected_ids) for p in pairs) * max(1, round(c.train.num_train_epochs))
-        return {"artifact": "policy", "train": metrics, "tokens": tokens}
+        return {"artifact": "policy", "train": metrics, "tokens": tokens, "seed": args.seed,
+                "reference": c.reference, "policy_fingerprint": model_fingerprint(self._model)}
 
     def _save_policy(self, model: torch.nn.Module, path: Path) -> None:
         tmp = path.with_name(path.name + ".tmp")

@@ -49,6 +49,7 @@ class TrainResult:
     train_seconds: float
     tokens_per_second: float
     reference_cache_hit: bool | None = None
+    reference_seconds: float = 0.0
     log_history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -250,6 +251,7 @@ class PreferenceTrainer:
         a = self.args
         start_time = time.perf_counter()
         self.precompute_reference()
+        reference_seconds = time.perf_counter() - start_time
         if resume_from_checkpoint is not None:
             self.load_checkpoint(Path(resume_from_checkpoint))
         log_path = Path(log_file) if log_file else (self.output_dir / "train_log.jsonl" if self.output_dir else None)
@@ -308,11 +310,16 @@ class PreferenceTrainer:
                 self._save_if_possible()
         bar.close()
         elapsed = time.perf_counter() - start_time
-        summary = _mean_metrics([(1, h) for h in history if "loss" in h])
+        if log_path is not None and log_path.is_file():
+            # The log holds the steps before a resume too; the in-memory history does not.
+            history = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+        summary = _mean_metrics([(1, {k: v for k, v in h.items() if not k.startswith("eval/") and k not in ("step", "epoch")})
+                                 for h in history if "loss" in h])
         if self.eval_pairs:
             summary.update(self.evaluate())
         return TrainResult(self.global_step, summary, self.nonfinite_steps, elapsed,
-                           tokens / max(time.perf_counter() - step_time, 1e-9), self.reference_cache_hit, history)
+                           tokens / max(time.perf_counter() - step_time, 1e-9), self.reference_cache_hit,
+                           reference_seconds, history)
 
     def _accumulate(self, micro_batches: list[list[int]], n_global: int
                     ) -> tuple[bool, list[tuple[int, dict[str, float]]], int]:
