@@ -185,6 +185,7 @@ class OnlineRun:
             d = self.config.reference_ema_decay
             state = {name: d * previous[name].to(t) + (1 - d) * t for name, t in ref.state_dict().items() if name in previous}
             ref.load_state_dict(state, strict=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         save_file({n: t.detach().cpu().contiguous() for n, t in ref.state_dict().items()}, str(tmp))
         os.replace(tmp, path)

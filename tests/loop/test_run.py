@@ -1,0 +1,165 @@
+"""The online loop: run directory, metrics, reference modes, resume after SIGKILL, improvement."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from selm.config import load_config
+from selm.errors import UserError
+from selm.loop import OnlineRun, RunConfig, resume_run, start_run
+from selm.loop.rundir import RunDir
+from selm.loop.run import TIMING_PREFIXES
+
+SMALL = ["rounds=2", "prompts.per_round=16", "prompts.num_eval=8", "sampling.n=4",
+         "eval.samples_per_prompt=1", "train.per_device_train_batch_size=2", "train.save_steps=1"]
+REQUIRED = {"round", "reward_mean", "kl", "win_rate_vs_initial", "length_mean", "gold_reward_mean",
+            "win_rate_vs_previous", "eos_rate", "distinct_2"}
+
+
+def metrics(run_dir):
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_timing(rows):
+    return [{k: v for k, v in row.items() if not k.startswith(TIMING_PREFIXES)} for row in rows]
+
+
+def test_run_writes_the_run_directory(tmp_path):
+    run_dir = start_run(None, SMALL, output=tmp_path / "run", progress=False)
+    rows = metrics(run_dir)
+    assert [r["round"] for r in rows] == [0, 1, 2]
+    assert all(REQUIRED <= set(r) for r in rows)
+    assert rows[0]["kl"] == 0.0 and rows[0]["win_rate_vs_initial"] is None
+    assert 0 <= rows[2]["win_rate_vs_initial"] <= 1
+    assert rows[1]["pairs/count"] > 0 and "train/rewards/accuracies" in rows[1]
+    for k in (1, 2):
+        rd = run_dir / "rounds" / f"{k:02d}"
+        manifest = json.loads((rd / "manifest.json").read_text())
+        assert list(manifest["phases"]) == ["sample", "judge", "pair", "train", "evaluate"]
+        assert all(p["status"] == "done" and len(p["sha256"]) == 64 for p in manifest["phases"].values())
+        assert manifest["phases"]["sample"]["policy_fingerprint"] != manifest["phases"]["train"]["policy_fingerprint"]
+        for name in ("samples.jsonl", "scores.jsonl", "pairs.jsonl", "eval.jsonl", "train_log.jsonl", "policy/config.json"):
+            assert (rd / name).is_file(), name
+        assert not (rd / "train").exists()  # checkpoints are removed once the policy is saved
+        samples = [json.loads(x) for x in (rd / "samples.jsonl").read_text().splitlines()]
+        assert len(samples) == 16 and all(len(s["candidates"]) == 4 for s in samples)
+        assert all(s["explore"] is not None for s in samples)  # SELM: the greedy response y0
+    for name in ("index.html", "report.md", "reward.png", "reward_vs_kl.png", "win_rate.png", "length.png", "training.png"):
+        assert (run_dir / "report" / name).is_file(), name
+    assert load_config(RunConfig, run_dir / "config.yaml").rounds == 2
+    assert not list(run_dir.rglob("*.tmp*"))
+
+
+def test_chunks_are_disjoint_and_eval_prompts_fixed(tmp_path):
+    run = OnlineRun(load_config(RunConfig, None, SMALL), RunDir(tmp_path), progress=False)
+    r1, r2 = run.round_prompts(1), run.round_prompts(2)
+    assert len(r1) == len(r2) == 16 and not set(r1) & set(r2)
+    assert not set(r1 + r2) & set(run.eval_prompts)
+
+
+def test_existing_run_directory_is_not_overwritten(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("name: x\n")
+    with pytest.raises(UserError, match="already holds a run"):
+        start_run(None, SMALL, output=tmp_path / "run", progress=False)
+
+
+@pytest.mark.parametrize("mode", ["initial", "round_start", "ema"])
+def test_reference_modes(tmp_path, mode):
+    run = OnlineRun(load_config(RunConfig, None, SMALL + [f"reference={mode}", "reference_ema_decay=0.25"]),
+                    RunDir(tmp_path), progress=False)
+    pi0 = run.policy(0)
+    initial_state = {k: v.clone() for k, v in pi0.state_dict().items()}
+    moved = {k: v + 0.01 for k, v in initial_state.items()}  # stands for the round-1 policy
+    if mode == "ema":  # round 2: 0.25 · π_ref,1 (= π0, saved in round 1) + 0.75 · round-start policy
+        run.reference_for_round(1, pi0)
+        pi0.load_state_dict(moved)
+        ref = run.reference_for_round(2, pi0).model.state_dict()
+        expected = {k: 0.25 * initial_state[k] + 0.75 * moved[k] for k in moved}
+    else:
+        pi0.load_state_dict(moved)
+        ref = run.reference_for_round(1, pi0).model.state_dict()
+        expected = initial_state if mode == "initial" else moved
+    for key, value in expected.items():
+        torch.testing.assert_close(ref[key], value, atol=1e-6, rtol=0, msg=key)
+
+
+def test_online_simpo_runs_without_reference(tmp_path):
+    run_dir = start_run(None, SMALL + ["rounds=1", "objective=simpo", "reference=none"], output=tmp_path / "r", progress=False)
+    assert metrics(run_dir)[1]["train/steps"] > 0
+    manifest = json.loads((run_dir / "rounds" / "01" / "manifest.json").read_text())
+    assert manifest["phases"]["train"]["reference"] == "none"
+
+
+def _selm_run(args, output, **popen):
+    cmd = [sys.executable, "-m", "selm", "run", "--quiet", "--output", str(output), *args]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
+
+
+def _kill_when(output: Path, relative: str, timeout: float = 180.0) -> None:
+    proc = _selm_run(SMALL, output)
+    target = output / relative
+    deadline = time.monotonic() + timeout
+    while not target.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before {relative} appeared: {proc.stderr.read().decode()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"{relative} did not appear in {timeout} s")
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    proc = _selm_run(SMALL, out)
+    assert proc.wait() == 0, proc.stderr.read().decode()[-2000:]
+    return metrics(out)
+
+
+@pytest.mark.parametrize("kill_point", [
+    "rounds/00/eval.jsonl",              # inside round 0's evaluate, before its manifest entry
+    "rounds/01/scores.jsonl",            # between judge and pair
+    "rounds/01/train/checkpoint-2",      # in the middle of training
+    "rounds/02/samples.jsonl",           # early in round 2
+])
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, uninterrupted, kill_point):
+    out = tmp_path / "run"
+    _kill_when(out, kill_point)
+    assert not (out / "metrics.jsonl").exists() or len(metrics(out)) < 3
+    resume_run(out, progress=False)
+    assert without_timing(metrics(out)) == without_timing(uninterrupted)
+    samples = [json.loads(x) for x in (out / "rounds" / "01" / "samples.jsonl").read_text().splitlines()]
+    assert [s["prompt_index"] for s in samples] == list(range(16))  # nothing lost or duplicated
+
+
+def test_corrupted_artifact_is_redone_with_a_warning(tmp_path):
+    out = start_run(None, SMALL + ["rounds=1"], output=tmp_path / "run", progress=False)
+    before = without_timing(metrics(out))
+    scores = out / "rounds" / "01" / "scores.jsonl"
+    scores.write_text(scores.read_text()[:-20])
+    with pytest.warns(UserWarning, match="scores.jsonl: missing or checksum mismatch"):
+        resume_run(out, progress=False)
+    assert without_timing(metrics(out)) == before
+
+
+def test_quickstart_gold_reward_rises_beyond_seed_spread(tmp_path):
+    """A reduced quickstart (32 prompts a round, 3 rounds) on 3 seeds: the last round's held-out
+    gold reward exceeds round 0 on every seed, by more than the spread of the final rewards."""
+    finals, gains = [], []
+    for seed in (1, 2, 3):
+        rows = metrics(start_run(None, [f"seed={seed}", "prompts.per_round=32", "prompts.num_eval=32"],
+                                 output=tmp_path / f"s{seed}", progress=False))
+        finals.append(rows[-1]["gold_reward_mean"])
+        gains.append(rows[-1]["gold_reward_mean"] - rows[0]["gold_reward_mean"])
+    assert min(gains) > 0.03, gains
+    assert sum(gains) / 3 > max(finals) - min(finals), (gains, finals)
