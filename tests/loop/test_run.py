@@ -163,3 +163,22 @@ def test_quickstart_gold_reward_rises_beyond_seed_spread(tmp_path):
         gains.append(rows[-1]["gold_reward_mean"] - rows[0]["gold_reward_mean"])
     assert min(gains) > 0.03, gains
     assert sum(gains) / 3 > max(finals) - min(finals), (gains, finals)
+
+
+def test_dataset_responses_join_the_candidates(tmp_path):
+    """SELM's recipe: one greedy policy answer ranked with the dataset's chosen and rejected."""
+    from selm.tasks import get_task
+
+    task = get_task("sort")
+    prefs = tmp_path / "prefs.jsonl"
+    prompts = task.train_prompts(8, 0)
+    prefs.write_text("".join(json.dumps({"prompt": p, "chosen": c, "rejected": " 9 9"}) + "\n"
+                             for p, c in zip(prompts, task.reference_responses(prompts))))
+    out = start_run(None, ["rounds=1", "prompts.per_round=8", "prompts.num_eval=4", f"prompts.train={prefs}",
+                           "prompts.dataset_responses=true", "sampling.n=1", "sampling.temperature=0"],
+                    output=tmp_path / "run", progress=False)
+    samples = [json.loads(x) for x in (out / "rounds" / "01" / "samples.jsonl").read_text().splitlines()]
+    assert all(len(s["candidates"]) == 3 and [c.get("source") for c in s["candidates"]][1:] == ["dataset"] * 2
+               for s in samples)
+    pairs = [json.loads(x) for x in (out / "rounds" / "01" / "pairs.jsonl").read_text().splitlines()]
+    assert pairs and all(p["chosen_score"] == 1.0 for p in pairs)  # the sorted dataset answer always wins

@@ -20,13 +20,16 @@ class PromptsConfig(StrictModel):
     num_eval: int = Field(64, gt=0, description="held-out prompts, fixed for the whole run")
     schedule: Literal["chunks", "resample"] = Field(
         "chunks", description="chunks: disjoint contiguous chunks per round (SELM); resample: a fresh draw")
+    dataset_responses: bool = Field(
+        False, description="add each prompt's dataset chosen/rejected responses to the candidates "
+                           "(SELM's recipe ranks y0 with them); prompts.train must be a preference file")
 
 
 class SamplingConfig(StrictModel):
     """How candidates are generated each round."""
 
     backend: Literal["hf", "vllm"] = "hf"
-    n: int = Field(8, ge=2, description="responses per prompt")
+    n: int = Field(8, ge=1, description="responses per prompt")
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(0, ge=0)
@@ -90,6 +93,11 @@ class RunConfig(StrictModel):
         if "policy_explore_logps" in objective.requires and self.sampling.explore == "none":
             raise ValueError(f"objective '{objective.name}' needs an exploration response; "
                              f"sampling.explore cannot be none")
+        if self.sampling.n + (2 if self.prompts.dataset_responses else 0) < 2:
+            raise ValueError("sampling.n: at least 2 candidates per prompt are needed to build pairs "
+                             "(sampling.n >= 2, or prompts.dataset_responses: true)")
+        if self.prompts.dataset_responses and self.prompts.train is None:
+            raise ValueError("prompts.dataset_responses needs prompts.train: a preference file with chosen/rejected")
         if self.task is None and (self.prompts.train is None or self.prompts.eval is None):
             raise ValueError("without a built-in task, set prompts.train and prompts.eval")
         if self.train.lora is not None:

@@ -36,7 +36,8 @@ import torch
 from tqdm.auto import tqdm
 
 from selm.config import dump_config, load_config
-from selm.data import TokenizedPair, collate_sequences, load_prompts, tokenize_prompt
+from selm.data import (TokenizedPair, collate_sequences, load_preference_data, load_prompts, tokenize_prompt,
+                       tokenize_response)
 from selm.errors import ConfigError, UserError
 from selm.eval import distinct_n, kl_estimate, mean_std, win_rate
 from selm.judges import Judge, build_judge, register_gold_reward
@@ -92,7 +93,12 @@ class OnlineRun:
     def _load_prompts(self) -> tuple[list[Any], list[Any]]:
         c = self.config
         p = c.prompts
-        if p.train is not None:
+        self.dataset_responses: list[list[Any]] | None = None
+        if p.dataset_responses:
+            rows = load_preference_data(p.train)
+            train = [row.prompt for row in rows]
+            self.dataset_responses = [[row.chosen, row.rejected] for row in rows]
+        elif p.train is not None:
             train = load_prompts(p.train, field=p.field)
         else:
             train = self.task.train_prompts(c.rounds * p.per_round if p.schedule == "chunks" else 4 * p.per_round, c.seed)
@@ -104,13 +110,17 @@ class OnlineRun:
             raise ConfigError("prompts.eval: no held-out prompts")
         return train, evals
 
-    def round_prompts(self, k: int) -> list[Any]:
-        """Round k's training prompts: the k-th contiguous chunk, or a seeded draw."""
+    def round_prompt_indices(self, k: int) -> list[int]:
+        """Indices (into the training prompts) of round k: the k-th contiguous chunk, or a seeded draw."""
         per = self.config.prompts.per_round
         if self.config.prompts.schedule == "chunks":
-            return self.train_prompts[(k - 1) * per:k * per]
+            return list(range((k - 1) * per, k * per))
         rng = random.Random(_derived_seed(self.config.seed, k, "prompts"))
-        return rng.sample(self.train_prompts, min(per, len(self.train_prompts)))
+        return rng.sample(range(len(self.train_prompts)), min(per, len(self.train_prompts)))
+
+    def round_prompts(self, k: int) -> list[Any]:
+        """Round k's training prompts."""
+        return [self.train_prompts[i] for i in self.round_prompt_indices(k)]
 
     # ----- models ------------------------------------------------------------------------------
 
@@ -208,9 +218,17 @@ class OnlineRun:
         return {"text": c.text, "token_ids": list(c.token_ids), "logprob": float(c.logprob),
                 "num_tokens": int(c.num_tokens), "finished": bool(c.finished)}
 
+    def _dataset_candidate(self, prompt: Any, response: Any) -> dict[str, Any]:
+        """A dataset response as a candidate: tokenized like training data, never sampled."""
+        ids = tokenize_response(self.tokenizer, prompt, response)
+        text = response[-1]["content"] if isinstance(response, list) else response
+        return {"text": text, "token_ids": ids, "logprob": None, "num_tokens": len(ids), "finished": True,
+                "source": "dataset"}
+
     def phase_sample(self, k: int, rd: RoundDir) -> dict[str, Any]:
         c = self.config
-        prompts = self.round_prompts(k)
+        indices = self.round_prompt_indices(k)
+        prompts = [self.train_prompts[i] for i in indices]
         prompt_ids = [tokenize_prompt(self.tokenizer, p) for p in prompts]
         policy = self.policy(k - 1)
         sampler = self._sampler(policy)
@@ -225,8 +243,11 @@ class OnlineRun:
         rows = [{"prompt_index": i, "prompt": p, "prompt_ids": ids,
                  "candidates": [self._completion_row(x) for x in outs], "explore": e}
                 for i, (p, ids, outs, e) in enumerate(zip(prompts, prompt_ids, outputs, explore))]
+        if self.dataset_responses is not None:
+            for row, source in zip(rows, indices):
+                row["candidates"] += [self._dataset_candidate(row["prompt"], r) for r in self.dataset_responses[source]]
         write_jsonl(rd.file("samples.jsonl"), rows)
-        tokens = sum(x["num_tokens"] for r in rows for x in r["candidates"])
+        tokens = sum(x["num_tokens"] for r in rows for x in r["candidates"] if x["logprob"] is not None)
         return {"artifact": "samples.jsonl", "tokens": tokens, "seed": seed,
                 "policy_fingerprint": model_fingerprint(policy)}
 
