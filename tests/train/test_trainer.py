@@ -168,3 +168,27 @@ def test_tdpo_computes_kl_with_a_live_reference(tmp_path, make_pairs):
     result = trainer.train()
     assert trainer.reference is not None and trainer.reference_logps is None
     assert result.metrics["kl/chosen"] >= 0
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tmp_path, make_pairs):
+    pairs = make_pairs(4)
+    grads = []
+    for checkpointing in (False, True):
+        model = build_tiny_model(300)
+        trainer = trainer_for(model, pairs, tmp_path / str(checkpointing), gradient_checkpointing=checkpointing)
+        trainer.precompute_reference()
+        n_global, micro = trainer._windows(0)[0]
+        trainer._accumulate(micro, n_global)
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_report_to_tensorboard_writes_event_files(tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    from selm.train.run import make_accelerator
+
+    accelerator = make_accelerator(["tensorboard"], tmp_path, "run", {"a": 1})
+    accelerator.log({"loss": 0.5}, step=1)
+    accelerator.end_training()
+    assert list(tmp_path.rglob("events.out.tfevents*"))

@@ -69,6 +69,21 @@ def save_model_atomically(model: torch.nn.Module, tokenizer: Any, output_dir: Pa
     tmp.rmdir()
 
 
+def make_accelerator(report_to: list[str], output_dir: Path, run_name: str, config: dict[str, Any]) -> Any:
+    """An Accelerator whose trackers (tensorboard / wandb / trackio) receive the training log."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with=report_to or None,
+                              project_dir=str(output_dir))
+    if report_to:
+        try:
+            accelerator.init_trackers(run_name, config=config)
+        except (ImportError, ModuleNotFoundError, ValueError) as exc:
+            raise ConfigError(f"train.report_to: {report_to} could not start ({exc}); "
+                              f"install the tracker, e.g. pip install -e '.[tensorboard]'") from None
+    return accelerator
+
+
 def split_eval(pairs: list, ratio: float, seed: int) -> tuple[list, list]:
     """Deterministic (train, eval) split holding out ``ratio`` of the pairs."""
     if ratio <= 0:
@@ -115,9 +130,10 @@ def run_train(config: TrainConfig, resume: bool = False, progress: bool = True) 
                                 config.trust_remote_code, config.allow_pickle)
 
     (output_dir / "config.yaml").write_text(dump_config(config))
+    accelerator = make_accelerator(args.report_to, output_dir, config.name, config.model_dump(mode="json"))
     trainer = PreferenceTrainer(model, objective, args, train_pairs, tokenizer.pad_token_id,
                                 reference=reference, eval_pairs=eval_pairs, output_dir=output_dir,
-                                progress=progress)
+                                accelerator=accelerator, progress=progress)
     checkpoint = latest_checkpoint(output_dir) if resume else None
     if resume and progress:
         print(f"resuming from {checkpoint}" if checkpoint else "no checkpoint found: starting from step 0")
@@ -127,4 +143,5 @@ def run_train(config: TrainConfig, resume: bool = False, progress: bool = True) 
                "train_seconds": result.train_seconds, "tokens_per_second": result.tokens_per_second,
                "reference_cache_hit": result.reference_cache_hit, **result.metrics}
     (output_dir / "train_results.json").write_text(json.dumps(summary, indent=2))
+    accelerator.end_training()
     return result
