@@ -43,7 +43,8 @@ from selm.eval import distinct_n, kl_estimate, mean_std, win_rate
 from selm.judges import Judge, build_judge, register_gold_reward
 from selm.logprobs import ReferencePolicy, sequence_stats
 from selm.loop.config import RunConfig
-from selm.loop.rundir import RoundDir, RunDir, atomic_write_text, read_jsonl, write_jsonl
+from selm.io import atomic_write_text
+from selm.loop.rundir import RoundDir, RunDir, read_jsonl, write_jsonl
 from selm.modeling.loading import load_causal_lm, load_tokenizer, model_fingerprint
 from selm.modeling.sources import resolve_model_source
 from selm.objectives import build_objective

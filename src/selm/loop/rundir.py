@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import warnings
 from collections.abc import Iterable
@@ -20,19 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from selm.errors import UserError
+from selm.io import atomic_write_text
 
 PHASES = ("sample", "judge", "pair", "train", "evaluate")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file + rename (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from selm.io import atomic_write_bytes
 
 from selm.report.content import build_content
 from selm.report.html import render_html
 from selm.report.load import load_run
 from selm.report.markdown import render_markdown
 from selm.report.plots import PLOTS, render_plots
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary name beside ``path`` and rename it into place.
-
-    A reader (a browser refreshing the page while a run is going) never sees a half-written file,
-    and a failed write leaves no temporary file behind.
-    """
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def build_report(run_dir: Path | str) -> Path:

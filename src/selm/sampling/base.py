@@ -1,0 +1,95 @@
+"""The sampling interface every generation backend implements.
+
+A backend takes tokenized prompts and returns ``n`` completions per prompt, each with the summed
+log-prob of its tokens under the policy at temperature 1 and without truncation: the quantity a
+trainer computes, so the two can be compared (and so importance weights can be formed) whatever
+temperature, top-p or top-k the samples were drawn with.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from selm.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample.
+
+    Attributes:
+        n: completions per prompt.
+        temperature: softmax temperature; 0 means greedy decoding (then the n completions are
+            identical).
+        top_p: nucleus sampling mass in (0, 1]; 1 disables it.
+        top_k: keep the k most likely tokens; 0 disables it.
+        max_new_tokens: most tokens generated per completion (EOS included).
+        seed: makes sampling reproducible; the same seed and inputs give the same completions.
+        stop_token_ids: token ids that end a completion besides the tokenizer's EOS (the stop
+            token is kept in the completion, like EOS).
+    """
+
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 64
+    seed: int = 0
+    stop_token_ids: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        checks = {
+            "n": self.n >= 1,
+            "temperature": self.temperature >= 0.0,
+            "top_p": 0.0 < self.top_p <= 1.0,
+            "top_k": self.top_k >= 0,
+            "max_new_tokens": self.max_new_tokens >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"sampling.{name}: invalid value {getattr(self, name)!r}")
+        # Accept any iterable of ids (a list from YAML) but store a tuple, so params stay hashable.
+        object.__setattr__(self, "stop_token_ids", tuple(int(t) for t in self.stop_token_ids))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+@dataclass
+class Completion:
+    """One generated continuation of a prompt.
+
+    Attributes:
+        token_ids: generated token ids; ends with the EOS/stop token when one was reached, and
+            never contains anything after it (no padding).
+        text: ``token_ids`` decoded without special tokens.
+        logprob: Σ log π(token | prefix) over ``token_ids`` (EOS included), in nats, under the
+            policy at temperature 1 with no top-p/top-k truncation.
+        num_tokens: ``len(token_ids)``.
+        finished: True when EOS or a stop token ended the completion, False when it ran into
+            ``max_new_tokens``.
+    """
+
+    token_ids: list[int]
+    text: str
+    logprob: float
+    num_tokens: int
+    finished: bool
+
+
+class Sampler(ABC):
+    """A generation backend."""
+
+    @abstractmethod
+    def generate(self, prompt_token_ids: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
+        """Sample ``params.n`` completions for each prompt.
+
+        Args:
+            prompt_token_ids: P prompts, each a list of token ids (any lengths, no padding).
+            params: sampling parameters.
+
+        Returns:
+            P lists of ``params.n`` completions, in prompt order.
+        """

@@ -1,0 +1,160 @@
+"""The default sampling backend: transformers ``generate`` with a KV cache, batched.
+
+Prompts are sorted by length (longest first, so padding is small and an out-of-memory batch shows
+up at once), left-padded with explicit attention masks, and generated in batches of at most
+``batch_size`` sequences; results are put back in prompt order. Each sampled prompt is repeated n
+times in the batch (one row per sample), so every sample is a row of the same batched call.
+
+Log-probs come from the raw logits that ``generate`` returns (``output_logits``; before
+temperature, top-p or top-k), so they are the trainer's log π at temperature 1. They are reduced
+to one number per token step by step and the logits are dropped right after: the logits of a
+batch take ``rows × max_new_tokens × vocab × 4`` bytes while it runs, which ``batch_size`` bounds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import torch
+from tqdm.auto import tqdm
+
+from selm.errors import ConfigError, DataError
+from selm.sampling.base import Completion, Sampler, SamplingParams
+
+
+class HFSampler(Sampler):
+    """Sample from a transformers causal LM.
+
+    Args:
+        model: a ``PreTrainedModel`` with ``generate`` (put it on its device beforehand).
+        tokenizer: its tokenizer (for the pad/EOS ids and to decode).
+        batch_size: most sequences (prompts × samples) generated together.
+        progress: show a tqdm bar (sequences, with tokens/s).
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer, batch_size: int = 64, progress: bool = True):
+        if batch_size < 1:
+            raise ConfigError(f"sampling.batch_size: must be >= 1, got {batch_size}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.progress = progress
+        self.eos_token_ids = _eos_token_ids(model, tokenizer)
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_token_ids[0]
+
+    def generate(self, prompt_token_ids: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
+        for i, prompt in enumerate(prompt_token_ids):
+            if len(prompt) == 0:
+                raise DataError(f"prompt {i} is empty: generation needs at least one prompt token")
+        # Greedy samples are all the same: decode once, copy n times.
+        rows_per_prompt = 1 if params.greedy else params.n
+        prompts_per_batch = max(1, self.batch_size // rows_per_prompt)
+        order = sorted(range(len(prompt_token_ids)), key=lambda i: -len(prompt_token_ids[i]))
+        results: list[list[Completion]] = [[] for _ in prompt_token_ids]
+
+        was_training = self.model.training
+        self.model.eval()
+        bar = tqdm(total=len(order) * params.n, desc="sampling", unit="seq", disable=not self.progress)
+        start, tokens = time.perf_counter(), 0
+        try:
+            for batch_index, first in enumerate(range(0, len(order), prompts_per_batch)):
+                indices = order[first:first + prompts_per_batch]
+                completions = self._generate_batch(
+                    [prompt_token_ids[i] for i in indices], params, rows_per_prompt,
+                    _batch_seed(params.seed, batch_index))
+                for j, i in enumerate(indices):
+                    group = completions[j * rows_per_prompt:(j + 1) * rows_per_prompt]
+                    results[i] = group if not params.greedy else [replace(group[0], token_ids=list(group[0].token_ids)) for _ in range(params.n)]
+                tokens += sum(c.num_tokens for c in completions)
+                bar.update(len(indices) * params.n)
+                bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - start):.0f}")
+        finally:
+            bar.close()
+            self.model.train(was_training)
+        return results
+
+    def _generate_batch(self, prompts: list[list[int]], params: SamplingParams, rows_per_prompt: int,
+                        seed: int) -> list[Completion]:
+        """Completions for ``prompts``, ``rows_per_prompt`` consecutive rows per prompt."""
+        device = _model_device(self.model)
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            input_ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+            attention_mask[row, width - len(prompt):] = 1
+        input_ids = input_ids.repeat_interleave(rows_per_prompt, dim=0).to(device)
+        attention_mask = attention_mask.repeat_interleave(rows_per_prompt, dim=0).to(device)
+
+        stop_ids = list(dict.fromkeys([*self.eos_token_ids, *params.stop_token_ids]))
+        options = dict(do_sample=False) if params.greedy else dict(
+            do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
+            # Neutralise a model's own generation_config defaults that would reshape the distribution.
+            repetition_penalty=1.0, no_repeat_ngram_size=0, typical_p=1.0)
+        with torch.inference_mode(), _seeded(seed, device):
+            out = self.model.generate(
+                input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=params.max_new_tokens,
+                eos_token_id=stop_ids, pad_token_id=self.pad_token_id, return_dict_in_generate=True,
+                output_logits=True, **options)
+            generated = out.sequences[:, width:]
+            token_logps = _token_logprobs(out.logits, generated)
+            del out
+
+        is_stop = torch.isin(generated, torch.tensor(stop_ids, device=generated.device))
+        finished = is_stop.any(dim=1)
+        # Keep tokens up to and including the first stop token; everything after is padding.
+        lengths = torch.where(finished, is_stop.int().argmax(dim=1) + 1, generated.shape[1])
+        keep = torch.arange(generated.shape[1], device=generated.device)[None, :] < lengths[:, None]
+        logprobs = (token_logps * keep).sum(dim=1)
+
+        token_lists = [generated[r, :lengths[r]].tolist() for r in range(generated.shape[0])]
+        texts = self.tokenizer.batch_decode(token_lists, skip_special_tokens=True)
+        return [
+            Completion(token_ids=ids, text=text, logprob=float(lp), num_tokens=len(ids), finished=bool(done))
+            for ids, text, lp, done in zip(token_lists, texts, logprobs.tolist(), finished.tolist())
+        ]
+
+
+def _token_logprobs(step_logits: tuple[torch.Tensor, ...], generated: torch.Tensor) -> torch.Tensor:
+    """[rows, T] log-softmax of each step's raw logits ([rows, V] each) at the generated token.
+
+    One step at a time, so only one [rows, V] log-softmax exists at once.
+    """
+    columns = [
+        torch.log_softmax(logits.float(), dim=-1).gather(1, generated[:, t:t + 1]).squeeze(1)
+        for t, logits in enumerate(step_logits)
+    ]
+    return torch.stack(columns, dim=1)
+
+
+def _eos_token_ids(model: torch.nn.Module, tokenizer) -> list[int]:
+    """EOS ids from the model's generation config (may be several), else the tokenizer's."""
+    config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = config_eos if isinstance(config_eos, list) else [config_eos]
+    ids = [i for i in ids if i is not None] or [tokenizer.eos_token_id]
+    if ids == [None]:
+        raise ConfigError("the model and tokenizer define no EOS token: sampling would never stop")
+    return [int(i) for i in ids]
+
+
+def _batch_seed(seed: int, batch_index: int) -> int:
+    """A seed for one batch that depends only on the user seed and the batch index."""
+    digest = hashlib.sha256(f"selm-sampling/{seed}/{batch_index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1  # torch seeds must fit in an int64
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Run with the torch RNG seeded, leaving the caller's RNG state as it was."""
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
