@@ -91,7 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `selm` command; returns the exit code."""
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    # Overrides may follow options (`selm train r.yaml --quiet train.max_steps=3`): argparse stops
+    # collecting positionals at the first option, so leftover key=value words are overrides too.
+    ns, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(ns, "overrides") or any("=" not in word or word.startswith("-") for word in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        ns.overrides = [*ns.overrides, *extra]
     from transformers.utils import logging as hf_logging
 
     from selm.errors import UserError

@@ -135,7 +135,7 @@ def run_train(config: TrainConfig, resume: bool = False, progress: bool = True) 
                                 reference=reference, eval_pairs=eval_pairs, output_dir=output_dir,
                                 accelerator=accelerator, progress=progress)
     checkpoint = latest_checkpoint(output_dir) if resume else None
-    if resume and progress:
+    if resume:
         print(f"resuming from {checkpoint}" if checkpoint else "no checkpoint found: starting from step 0")
     result = trainer.train(resume_from_checkpoint=checkpoint)
     save_model_atomically(trainer.accelerator.unwrap_model(trainer.model), tokenizer, output_dir)
