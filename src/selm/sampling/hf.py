@@ -18,6 +18,7 @@ import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -32,11 +33,12 @@ class HFSampler(Sampler):
     Args:
         model: a ``PreTrainedModel`` with ``generate`` (put it on its device beforehand).
         tokenizer: its tokenizer (for the pad/EOS ids and to decode).
-        batch_size: most sequences (prompts × samples) generated together.
+        batch_size: most sequences (prompts × samples) generated together; a prompt's n samples
+            are never split across batches, so a batch holds n rows when n > batch_size.
         progress: show a tqdm bar (sequences, with tokens/s).
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer, batch_size: int = 64, progress: bool = True):
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, batch_size: int = 64, progress: bool = True):
         if batch_size < 1:
             raise ConfigError(f"sampling.batch_size: must be >= 1, got {batch_size}")
         self.model = model
@@ -68,10 +70,12 @@ class HFSampler(Sampler):
                     _batch_seed(params.seed, batch_index))
                 for j, i in enumerate(indices):
                     group = completions[j * rows_per_prompt:(j + 1) * rows_per_prompt]
-                    results[i] = group if not params.greedy else [replace(group[0], token_ids=list(group[0].token_ids)) for _ in range(params.n)]
+                    if params.greedy:
+                        group = [replace(group[0], token_ids=list(group[0].token_ids)) for _ in range(params.n)]
+                    results[i] = group
                 tokens += sum(c.num_tokens for c in completions)
+                bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - start):.0f}", refresh=False)
                 bar.update(len(indices) * params.n)
-                bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - start):.0f}")
         finally:
             bar.close()
             self.model.train(was_training)
@@ -131,7 +135,7 @@ def _token_logprobs(step_logits: tuple[torch.Tensor, ...], generated: torch.Tens
     return torch.stack(columns, dim=1)
 
 
-def _eos_token_ids(model: torch.nn.Module, tokenizer) -> list[int]:
+def _eos_token_ids(model: torch.nn.Module, tokenizer: Any) -> list[int]:
     """EOS ids from the model's generation config (may be several), else the tokenizer's."""
     config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     ids = config_eos if isinstance(config_eos, list) else [config_eos]
@@ -154,7 +158,9 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 @contextlib.contextmanager
 def _seeded(seed: int, device: torch.device) -> Iterator[None]:
     """Run with the torch RNG seeded, leaving the caller's RNG state as it was."""
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    devices = []
+    if device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield

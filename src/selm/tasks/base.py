@@ -7,6 +7,7 @@ removed, so the two sets are disjoint for any seed and any sizes.
 
 from __future__ import annotations
 
+import functools
 import random
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -48,13 +49,13 @@ class Task(ABC):
         """The first ``n`` prompts of the fixed held-out pool (same on every call)."""
         if not 0 <= n <= self.eval_pool_size:
             raise ConfigError(f"task '{self.name}': eval prompts must be between 0 and {self.eval_pool_size}, got {n}")
-        return self._eval_pool()[:n]
+        return self._eval_pool[:n]
 
     def train_prompts(self, n: int, seed: int) -> list[str]:
         """``n`` distinct training prompts from the stream of ``seed``; never a held-out prompt."""
         if n < 0:
             raise ConfigError(f"task '{self.name}': the number of train prompts must be >= 0, got {n}")
-        held_out = set(self._eval_pool())
+        held_out = set(self._eval_pool)
         return self._distinct_prompts(random.Random(f"{self.name}/train/{seed}"), n, exclude=held_out)
 
     def starting_model(self, cache_dir: str | Path | None = None,
@@ -69,12 +70,9 @@ class Task(ABC):
         """
         return ensure_starting_model(self, settings or self.starting_model_settings, cache_dir, progress)
 
+    @functools.cached_property
     def _eval_pool(self) -> list[str]:
-        pool = getattr(self, "_eval_pool_cache", None)
-        if pool is None:
-            pool = self._distinct_prompts(random.Random(f"{self.name}/eval"), self.eval_pool_size, exclude=set())
-            self._eval_pool_cache = pool
-        return pool
+        return self._distinct_prompts(random.Random(f"{self.name}/eval"), self.eval_pool_size, exclude=set())
 
     def _distinct_prompts(self, rng: random.Random, n: int, exclude: set[str]) -> list[str]:
         seen: set[str] = set()

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 MANIFEST = "selm_starting_model.json"
 # Bump when the build procedure changes in a way the settings do not capture.
 BUILD_FORMAT = 1
-# A build takes about a minute; an older temporary folder was left by a killed build.
+# A build takes well under a minute: an older temporary folder was left by a killed build.
 _STALE_TMP_SECONDS = 3600
 
 
@@ -88,6 +88,7 @@ def ensure_starting_model(task: Task, settings: StartingModelSettings, cache_dir
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         build_starting_model(task, settings, tmp, progress)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the published model is an ordinary cache folder
         try:
             os.rename(tmp, final)
         except OSError:
@@ -101,7 +102,8 @@ def ensure_starting_model(task: Task, settings: StartingModelSettings, cache_dir
     return final
 
 
-def build_starting_model(task: Task, settings: StartingModelSettings, out_dir: Path, progress: bool = True) -> dict:
+def build_starting_model(task: Task, settings: StartingModelSettings, out_dir: Path,
+                         progress: bool = True) -> dict[str, Any]:
     """Train the starting model and save it (model, tokenizer, manifest) into ``out_dir``.
 
     Deterministic given ``settings.seed``. Returns the manifest (settings, final loss, seconds).
