@@ -153,15 +153,16 @@ def test_corrupted_artifact_is_redone_with_a_warning(tmp_path):
 
 
 def test_quickstart_gold_reward_rises_beyond_seed_spread(tmp_path):
-    """A reduced quickstart (32 prompts a round, 3 rounds) on 3 seeds: the last round's held-out
-    gold reward exceeds round 0 on every seed, by more than the spread of the final rewards."""
+    """A reduced quickstart (64 instead of 256 prompts a round, 32 held-out prompts, 3 rounds) on 3
+    seeds: the last round's held-out gold reward exceeds round 0 on every seed, and the mean gain is
+    larger than the spread of the final rewards across seeds."""
     finals, gains = [], []
     for seed in (1, 2, 3):
-        rows = metrics(start_run(None, [f"seed={seed}", "prompts.per_round=32", "prompts.num_eval=32"],
+        rows = metrics(start_run(None, [f"seed={seed}", "prompts.per_round=64", "prompts.num_eval=32"],
                                  output=tmp_path / f"s{seed}", progress=False))
         finals.append(rows[-1]["gold_reward_mean"])
         gains.append(rows[-1]["gold_reward_mean"] - rows[0]["gold_reward_mean"])
-    assert min(gains) > 0.03, gains
+    assert min(gains) > 0.02, gains
     assert sum(gains) / 3 > max(finals) - min(finals), (gains, finals)
 
 

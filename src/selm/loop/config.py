@@ -16,7 +16,7 @@ class PromptsConfig(StrictModel):
     train: str | None = Field(None, description="prompt file / dataset; default: the task's generator")
     eval: str | None = Field(None, description="held-out prompt file; default: the task's held-out set")
     field: str = "prompt"
-    per_round: int = Field(64, gt=0, description="training prompts per round")
+    per_round: int = Field(256, gt=0, description="training prompts per round")
     num_eval: int = Field(64, gt=0, description="held-out prompts, fixed for the whole run")
     schedule: Literal["chunks", "resample"] = Field(
         "chunks", description="chunks: disjoint contiguous chunks per round (SELM); resample: a fresh draw")
@@ -76,7 +76,7 @@ class RunConfig(StrictModel):
     reference_ema_decay: float = Field(0.5, ge=0, le=1, description="ema: π_ref ← d·π_ref + (1−d)·π_round_start")
     lora: LoraConfig | None = None
     train: TrainingArguments = Field(default_factory=lambda: TrainingArguments(
-        learning_rate=3e-4, per_device_train_batch_size=16, num_train_epochs=1, warmup_ratio=0.0,
+        learning_rate=1e-4, per_device_train_batch_size=8, num_train_epochs=1, warmup_ratio=0.0,
         lr_scheduler_type="constant", max_length=64, logging_steps=2, save_steps=4, max_grad_norm=1.0))
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
