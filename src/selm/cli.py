@@ -7,9 +7,15 @@ code 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+
+def _is_main_process() -> bool:
+    """Under torchrun / accelerate launch, only rank 0 prints the final summary."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _cmd_train(ns: argparse.Namespace) -> int:
@@ -19,6 +25,8 @@ def _cmd_train(ns: argparse.Namespace) -> int:
 
     config = load_config(TrainConfig, ns.recipe, ns.overrides)
     result = run_train(config, resume=ns.resume, progress=not ns.quiet)
+    if not _is_main_process():
+        return 0
     shown = {k: v for k, v in result.metrics.items() if k in ("loss", "rewards/accuracies", "rewards/margins",
                                                             "eval/rewards/accuracies", "eval/loss")}
     print(f"done: {result.global_step} steps in {result.train_seconds:.1f} s; "
@@ -38,6 +46,8 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         run_dir = resume_run(Path(ns.resume), progress=not ns.quiet)
     else:
         run_dir = start_run(ns.recipe, ns.overrides, output=ns.output, progress=not ns.quiet)
+    if not _is_main_process():
+        return 0
     print(f"run directory: {run_dir}\nreport: {run_dir / 'report' / 'index.html'}")
     return 0
 

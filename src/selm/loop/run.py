@@ -14,6 +14,12 @@ Each phase writes one artifact into ``rounds/NN/`` and is marked done in the rou
 ``--resume`` redoes nothing finished; a cut training phase continues from its last checkpoint.
 Every random choice is seeded from (seed, round, phase), so a resumed run reproduces an
 uninterrupted one.
+
+Under ``torchrun`` / ``accelerate launch`` every process runs the loop: sampling, judging and
+evaluation split the prompts into contiguous shards and gather the results in order on every
+process; training is data-parallel through the trainer; only the main process writes the run
+directory, and the others read its artifacts after a barrier. Sampling is seeded per fixed block
+of prompt indices, so the samples do not depend on the number of processes.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,20 +45,21 @@ from tqdm.auto import tqdm
 from selm.config import dump_config, load_config
 from selm.data import (TokenizedPair, collate_sequences, load_preference_data, load_prompts, tokenize_prompt,
                        tokenize_response)
+from selm.distributed import gather_in_order, map_sharded, run_on_main
 from selm.errors import ConfigError, UserError
 from selm.eval import distinct_n, kl_estimate, mean_std, win_rate
 from selm.judges import Judge, build_judge, register_gold_reward
 from selm.logprobs import ReferencePolicy, sequence_stats
 from selm.loop.config import RunConfig
-from selm.io import atomic_write_text
+from selm.io import atomic_write_text, inject_fault
 from selm.loop.rundir import RoundDir, RunDir, read_jsonl, write_jsonl
-from selm.modeling.loading import load_causal_lm, load_tokenizer, model_fingerprint
+from selm.modeling.loading import check_weights, load_causal_lm, load_tokenizer, model_fingerprint
 from selm.modeling.sources import resolve_model_source
 from selm.objectives import build_objective
 from selm.pairs import build_pairs
-from selm.sampling import SamplingParams, build_sampler
+from selm.sampling import Completion, SamplingParams, build_sampler
 from selm.tasks import get_task
-from selm.train.run import apply_lora
+from selm.train.run import apply_lora, make_accelerator
 from selm.train.trainer import PreferenceTrainer, latest_checkpoint
 
 TIMING_PREFIXES = ("time/", "tokens_per_s/", "peak_memory")
@@ -70,20 +78,25 @@ def _peak_memory_gb() -> float:
 class OnlineRun:
     """Executes (or resumes) an online run in ``run_dir`` as ``config`` says."""
 
-    def __init__(self, config: RunConfig, run_dir: RunDir, progress: bool = True):
+    def __init__(self, config: RunConfig, run_dir: RunDir, progress: bool = True, accelerator: Any = None):
         self.config = config
         self.run_dir = run_dir
-        self.progress = progress
+        self.accelerator = accelerator or make_accelerator()
+        self.is_main = self.accelerator.is_main_process
+        self.progress = progress and self.is_main
         self.objective = build_objective(config.objective)
         self.task = get_task(config.task) if config.task else None
         if self.task is not None:
             register_gold_reward(self.task.name, self.task.gold_reward)
-        self.model_source = resolve_model_source(config.model_name_or_path)
-        self.tokenizer = load_tokenizer(
-            resolve_model_source(config.tokenizer_name_or_path) if config.tokenizer_name_or_path else self.model_source,
-            trust_remote_code=config.trust_remote_code)
-        self.judge: Judge = build_judge(config.judge)
-        self.eval_judge: Judge = build_judge(config.eval.judge) if config.eval.judge else self.judge
+        # Built-in models (policy, judges) are built and cached on first use: by the main process alone.
+        with self.accelerator.main_process_first():
+            self.model_source = resolve_model_source(config.model_name_or_path)
+            tokenizer_source = (resolve_model_source(config.tokenizer_name_or_path) if config.tokenizer_name_or_path
+                                else self.model_source)
+            self.judge: Judge = build_judge(config.judge)
+            self.eval_judge: Judge = build_judge(config.eval.judge) if config.eval.judge else self.judge
+        self.tokenizer = load_tokenizer(tokenizer_source, trust_remote_code=config.trust_remote_code)
+        check_weights(self.model_source, config.allow_pickle)  # pickle-only weights: refused before any work
         self.train_prompts, self.eval_prompts = self._load_prompts()
         self._model: torch.nn.Module | None = None
         self._model_round: int | None = None
@@ -148,8 +161,7 @@ class OnlineRun:
             model = base
         else:
             model = load_causal_lm(str(self._policy_dir(k)), dtype=c.train.dtype, allow_pickle=False)
-        if torch.cuda.is_available():
-            model = model.cuda()
+        model = model.to(self.accelerator.device)
         self._model, self._model_round = model, k
         return model
 
@@ -161,8 +173,7 @@ class OnlineRun:
             self._initial = load_causal_lm(self.model_source, dtype=self.config.train.dtype,
                                            trust_remote_code=self.config.trust_remote_code,
                                            allow_pickle=self.config.allow_pickle).eval().requires_grad_(False)
-            if torch.cuda.is_available():
-                self._initial = self._initial.cuda()
+            self._initial = self._initial.to(self.accelerator.device)
         return ReferencePolicy(self._initial)
 
     def reference_for_round(self, k: int, policy: torch.nn.Module) -> ReferencePolicy | None:
@@ -196,17 +207,42 @@ class OnlineRun:
             d = self.config.reference_ema_decay
             state = {name: d * previous[name].to(t) + (1 - d) * t for name, t in ref.state_dict().items() if name in previous}
             ref.load_state_dict(state, strict=False)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({n: t.detach().cpu().contiguous() for n, t in ref.state_dict().items()}, str(tmp))
-        os.replace(tmp, path)
+        if self.is_main:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            save_file({n: t.detach().cpu().contiguous() for n, t in ref.state_dict().items()}, str(tmp))
+            os.replace(tmp, path)
         return ref
 
     # ----- phases ------------------------------------------------------------------------------
 
     def _sampler(self, model: torch.nn.Module):
+        # One sampler call per block of prompts (see _generate): the bar there counts blocks.
         return build_sampler(self.config.sampling.backend, model=model, tokenizer=self.tokenizer,
-                             batch_size=self.config.sampling.batch_size, progress=self.progress)
+                             batch_size=self.config.sampling.batch_size, progress=False)
+
+    def _generate(self, sampler: Any, prompt_ids: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
+        """``sampler.generate`` over the processes, with samples that do not depend on their number.
+
+        A sampler's batch shares one random stream, so a prompt's samples depend on its batch
+        mates. The prompts are therefore cut into fixed blocks of consecutive indices, one sampler
+        batch each, every block seeded from its index; the processes take contiguous runs of blocks.
+        """
+        rows_per_prompt = 1 if params.greedy else params.n
+        size = max(1, self.config.sampling.batch_size // rows_per_prompt)
+
+        def run(starts: list[int]) -> list[list[list[Completion]]]:
+            return [sampler.generate(prompt_ids[start:start + size],
+                                     replace(params, seed=_derived_seed(params.seed, start // size, "block")))
+                    for start in tqdm(starts, desc="sampling", unit="block", disable=not self.progress)]
+
+        blocks = map_sharded(self.accelerator, list(range(0, len(prompt_ids), size)), run)
+        return [completions for block in blocks for completions in block]
+
+    def _write_jsonl(self, path: Path, rows: list[dict[str, Any]]) -> None:
+        """Write an artifact from the main process; the others read it after the phase's barrier."""
+        if self.is_main:
+            write_jsonl(path, rows)
 
     def _params(self, n: int, temperature: float, seed: int) -> SamplingParams:
         s = self.config.sampling
@@ -234,12 +270,12 @@ class OnlineRun:
         policy = self.policy(k - 1)
         sampler = self._sampler(policy)
         seed = _derived_seed(c.seed, k, "sample")
-        outputs = sampler.generate(prompt_ids, self._params(c.sampling.n, c.sampling.temperature, seed))
+        outputs = self._generate(sampler, prompt_ids, self._params(c.sampling.n, c.sampling.temperature, seed))
         explore: list[Any] = [None] * len(prompts)
         mode = c.explore_mode
         if mode != "none":
             temperature = 0.0 if mode == "greedy" else c.sampling.temperature
-            extra = sampler.generate(prompt_ids, self._params(1, temperature, seed + 1))
+            extra = self._generate(sampler, prompt_ids, self._params(1, temperature, seed + 1))
             explore = [self._completion_row(o[0]) for o in extra]
         rows = [{"prompt_index": i, "prompt": p, "prompt_ids": ids,
                  "candidates": [self._completion_row(x) for x in outs], "explore": e}
@@ -247,16 +283,16 @@ class OnlineRun:
         if self.dataset_responses is not None:
             for row, source in zip(rows, indices):
                 row["candidates"] += [self._dataset_candidate(row["prompt"], r) for r in self.dataset_responses[source]]
-        write_jsonl(rd.file("samples.jsonl"), rows)
+        self._write_jsonl(rd.file("samples.jsonl"), rows)
         tokens = sum(x["num_tokens"] for r in rows for x in r["candidates"] if x["logprob"] is not None)
         return {"artifact": "samples.jsonl", "tokens": tokens, "seed": seed,
                 "policy_fingerprint": model_fingerprint(policy)}
 
     def phase_judge(self, k: int, rd: RoundDir) -> dict[str, Any]:
         samples = read_jsonl(rd.file("samples.jsonl"))
-        scores = self.judge.rank_scores_batch([s["prompt"] for s in samples],
-                                              [[x["text"] for x in s["candidates"]] for s in samples])
-        write_jsonl(rd.file("scores.jsonl"), [{"prompt_index": s["prompt_index"], "scores": sc}
+        scores = map_sharded(self.accelerator, samples, lambda shard: self.judge.rank_scores_batch(
+            [s["prompt"] for s in shard], [[x["text"] for x in s["candidates"]] for s in shard]))
+        self._write_jsonl(rd.file("scores.jsonl"), [{"prompt_index": s["prompt_index"], "scores": sc}
                                                for s, sc in zip(samples, scores)])
         return {"artifact": "scores.jsonl"}
 
@@ -280,7 +316,7 @@ class OnlineRun:
                          "explore_ids": s["explore"]["token_ids"] if s["explore"] else None,
                          "chosen_score": pair.chosen_score, "rejected_score": pair.rejected_score,
                          "margin": pair.margin})
-        write_jsonl(rd.file("pairs.jsonl"), rows)
+        self._write_jsonl(rd.file("pairs.jsonl"), rows)
         return {"artifact": "pairs.jsonl", "stats": stats.as_metrics()}
 
     def phase_train(self, k: int, rd: RoundDir) -> dict[str, Any]:
@@ -293,7 +329,8 @@ class OnlineRun:
                  for i, r in enumerate(rows)]
         policy_dir = rd.file("policy")
         if not pairs:
-            warnings.warn(f"round {k}: no preference pairs (all ties?); the policy is carried over unchanged")
+            if self.is_main:
+                warnings.warn(f"round {k}: no preference pairs (all ties?); the policy is carried over unchanged")
             self._save_policy(self.policy(k - 1), policy_dir)
             self._model_round = k
             return {"artifact": "policy", "train": {}, "tokens": 0}
@@ -305,12 +342,17 @@ class OnlineRun:
                                           "reference_cache_dir": str(self.run_dir.path / "cache" / "reference_logps")})
         ckpt_dir = rd.file("train")
         trainer = PreferenceTrainer(policy, self.objective, args, pairs, self.tokenizer.pad_token_id,
-                                    reference=reference, output_dir=ckpt_dir, progress=self.progress)
+                                    reference=reference, output_dir=ckpt_dir, accelerator=self.accelerator,
+                                    progress=self.progress)
         result = trainer.train(resume_from_checkpoint=latest_checkpoint(ckpt_dir), log_file=rd.file("train_log.jsonl"))
-        self._model = trainer.accelerator.unwrap_model(trainer.model)
+        self._model = trainer.policy
+        # The accelerator keeps what it prepared: drop this round's wrapper and optimizer.
+        del trainer
+        self.accelerator.free_memory()
         self._save_policy(self._model, policy_dir)
         self._model_round = k
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        if self.is_main:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
         metrics = {f"train/{key}": v for key, v in result.metrics.items()
                    if key in ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected",
                               "logps/chosen", "logps/rejected", "logps/explore", "loss/optimism")}
@@ -322,6 +364,8 @@ class OnlineRun:
                 "reference": c.reference, "policy_fingerprint": model_fingerprint(self._model)}
 
     def _save_policy(self, model: torch.nn.Module, path: Path) -> None:
+        if not self.is_main:
+            return
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp, safe_serialization=True)
@@ -334,28 +378,35 @@ class OnlineRun:
         c = self.config
         prompt_ids = [tokenize_prompt(self.tokenizer, p) for p in self.eval_prompts]
         model = self.policy(k)
-        outputs = self._sampler(model).generate(
-            prompt_ids, self._params(c.eval.samples_per_prompt, c.eval.temperature, _derived_seed(c.seed, 0, "eval")))
+        outputs = self._generate(self._sampler(model), prompt_ids, self._params(
+            c.eval.samples_per_prompt, c.eval.temperature, _derived_seed(c.seed, 0, "eval")))
         flat = [(i, j, o) for i, outs in enumerate(outputs) for j, o in enumerate(outs)]
-        prompts = [self.eval_prompts[i] for i, _, _ in flat]
-        texts = [o.text for _, _, o in flat]
         judge = self.eval_judge
-        rewards = [None] * len(texts) if judge.is_pairwise else judge.score(prompts, texts)
-        gold = self.task.gold_reward(prompts, texts) if self.task is not None else [None] * len(texts)
         # A pairwise judge has no pointwise reward: it compares with earlier rounds' responses.
-        wins: dict[str, list[Any]] = {}
-        if judge.is_pairwise and k > 0:
-            for key, baseline_round in (("win_vs_initial", 0), ("win_vs_previous", k - 1)):
-                baseline = read_jsonl(self.run_dir.round(baseline_round).file("eval.jsonl"))
-                wins[key] = judge.compare(prompts, texts, [b["response"] for b in baseline])
-        initial_logps = ([o.logprob for _, _, o in flat] if k == 0
-                         else self._initial_logps([(prompt_ids[i], list(o.token_ids)) for i, _, o in flat]))
+        baselines = {key: read_jsonl(self.run_dir.round(r).file("eval.jsonl"))
+                     for key, r in (("win_vs_initial", 0), ("win_vs_previous", k - 1)) if judge.is_pairwise and k > 0}
+
+        def score(shard: list[int]) -> list[dict[str, Any]]:
+            """Reward, gold reward, wins and log π0 of the flat samples numbered ``shard``."""
+            prompts = [self.eval_prompts[flat[n][0]] for n in shard]
+            texts = [flat[n][2].text for n in shard]
+            rewards = [None] * len(texts) if judge.is_pairwise else judge.score(prompts, texts)
+            gold = self.task.gold_reward(prompts, texts) if self.task is not None else [None] * len(texts)
+            wins = {key: judge.compare(prompts, texts, [rows[n]["response"] for n in shard])
+                    for key, rows in baselines.items()}
+            initial = ([flat[n][2].logprob for n in shard] if k == 0 else self._initial_logps(
+                [(prompt_ids[flat[n][0]], list(flat[n][2].token_ids)) for n in shard]))
+            return [{"reward": r, "gold_reward": g, "initial_logprob": lp,
+                     **{key: values[m] for key, values in wins.items()}}
+                    for m, (r, g, lp) in enumerate(zip(rewards, gold, initial))]
+
+        scored = map_sharded(self.accelerator, list(range(len(flat))), score)
         rows = [{"prompt_index": i, "sample_index": j, "prompt": self.eval_prompts[i], "response": o.text,
-                 "num_tokens": o.num_tokens, "finished": o.finished, "reward": r, "gold_reward": g,
-                 "logprob": o.logprob, "initial_logprob": lp, "token_ids": list(o.token_ids),
-                 **{key: values[n] for key, values in wins.items()}}
-                for n, ((i, j, o), r, g, lp) in enumerate(zip(flat, rewards, gold, initial_logps))]
-        write_jsonl(rd.file("eval.jsonl"), rows)
+                 "num_tokens": o.num_tokens, "finished": o.finished, "reward": sc["reward"],
+                 "gold_reward": sc["gold_reward"], "logprob": o.logprob, "initial_logprob": sc["initial_logprob"],
+                 "token_ids": list(o.token_ids), **{key: sc[key] for key in baselines}}
+                for (i, j, o), sc in zip(flat, scored)]
+        self._write_jsonl(rd.file("eval.jsonl"), rows)
         return {"artifact": "eval.jsonl", "tokens": sum(o.num_tokens for _, _, o in flat)}
 
     @torch.no_grad()
@@ -434,8 +485,13 @@ class OnlineRun:
         if self.progress:
             tqdm.write(f"[round {rd.round}] {name}")
         yield info
+        inject_fault(f"{name}:{rd.round}")  # test-only hook (selm.io.inject_fault): no-op unless set
         artifact = info.pop("artifact")
-        rd.mark_done(name, artifact, seconds=time.perf_counter() - start, **info)
+        if self.is_main:
+            rd.mark_done(name, artifact, seconds=time.perf_counter() - start, **info)
+        inject_fault(f"{name}:{rd.round}:done")
+        # The next phase reads this one's artifact on every process.
+        self.accelerator.wait_for_everyone()
 
     def execute(self) -> Path:
         """Run every round not yet finished, then write metrics.jsonl and the report."""
@@ -446,18 +502,23 @@ class OnlineRun:
         rows: list[dict[str, Any]] = []
         for k in range(self.config.rounds + 1):
             rd = self.run_dir.round(k)
-            for name in (("evaluate",) if k == 0 else tuple(phases)):
-                if rd.is_done(name):
-                    continue
+            names = ("evaluate",) if k == 0 else tuple(phases)
+            # The main process reads the manifest (and may invalidate a phase whose artifact changed).
+            todo = run_on_main(self.accelerator, lambda: [n for n in names if not rd.is_done(n)])
+            for name in todo:
                 torch.manual_seed(_derived_seed(self.config.seed, k, name))
                 with self._phase(rd, name) as info:
                     info.update(phases[name](k, rd))
-            rd.set_info(peak_memory_gb=max(rd.manifest.get("peak_memory_gb") or 0.0, _peak_memory_gb()))
-            rows.append(self.round_metrics(k))
-            self.run_dir.write_metrics(rows)
-            if self.progress:
-                tqdm.write(self._summary_line(rows[-1], rows[0]))
-        build_report(self.run_dir.path)
+            peak = max(gather_in_order(self.accelerator, [_peak_memory_gb()]))
+            if self.is_main:
+                rd.set_info(peak_memory_gb=max(rd.manifest.get("peak_memory_gb") or 0.0, peak))
+                rows.append(self.round_metrics(k))
+                self.run_dir.write_metrics(rows)
+                if self.progress:
+                    tqdm.write(self._summary_line(rows[-1], rows[0]))
+        if self.is_main:
+            build_report(self.run_dir.path)
+        self.accelerator.wait_for_everyone()
         return self.run_dir.path
 
 
@@ -465,14 +526,21 @@ def start_run(recipe: str | Path | None, overrides: list[str] | None = None, out
               progress: bool = True) -> Path:
     """Start a new run from a recipe (None: the quickstart). Returns the run directory."""
     config = load_config(RunConfig, recipe, overrides, defaults={})
-    if output is None:
-        output = Path("runs") / f"{config.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    run_dir = RunDir(Path(output))
-    if run_dir.config_path.exists():
-        raise UserError(f"{run_dir.path}: already holds a run; continue it with `selm run --resume {run_dir.path}`")
-    run_dir.check_writable()
-    runner = OnlineRun(config, run_dir, progress=progress)
-    atomic_write_text(run_dir.config_path, dump_config(config))
+    accelerator = make_accelerator()
+
+    def choose() -> Path:
+        """The run directory, its default name from the main process's clock; it must hold no run."""
+        path = Path(output) if output is not None else Path("runs") / f"{config.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        if RunDir(path).config_path.exists():
+            raise UserError(f"{path}: already holds a run; continue it with `selm run --resume {path}`")
+        return path
+
+    run_dir = RunDir(run_on_main(accelerator, choose))
+    # model/judge/data errors: before the run dir exists
+    runner = OnlineRun(config, run_dir, progress=progress, accelerator=accelerator)
+    run_on_main(accelerator, run_dir.check_writable)
+    if runner.is_main:
+        atomic_write_text(run_dir.config_path, dump_config(config))
     return runner.execute()
 
 
@@ -482,5 +550,6 @@ def resume_run(run_dir: str | Path, progress: bool = True) -> Path:
     if not rd.config_path.is_file():
         raise UserError(f"{rd.path}: no config.yaml here; not a selm run directory")
     config = load_config(RunConfig, rd.config_path)
-    rd.check_writable()
-    return OnlineRun(config, rd, progress=progress).execute()
+    accelerator = make_accelerator()
+    run_on_main(accelerator, rd.check_writable)
+    return OnlineRun(config, rd, progress=progress, accelerator=accelerator).execute()

@@ -69,12 +69,17 @@ def save_model_atomically(model: torch.nn.Module, tokenizer: Any, output_dir: Pa
     tmp.rmdir()
 
 
-def make_accelerator(report_to: list[str], output_dir: Path, run_name: str, config: dict[str, Any]) -> Any:
-    """An Accelerator whose trackers (tensorboard / wandb / trackio) receive the training log."""
+def make_accelerator(report_to: list[str] | None = None, output_dir: Path | None = None, run_name: str = "selm",
+                     config: dict[str, Any] | None = None) -> Any:
+    """An Accelerator whose trackers (tensorboard / wandb / trackio) receive the training log.
+
+    Under ``torchrun`` / ``accelerate launch`` it joins the process group (gloo on CPU, where
+    ``cpu=True`` keeps it off any GPU); alone it is a single process.
+    """
     from accelerate import Accelerator
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with=report_to or None,
-                              project_dir=str(output_dir))
+                              project_dir=str(output_dir) if output_dir is not None else None)
     if report_to:
         try:
             accelerator.init_trackers(run_name, config=config)
@@ -96,7 +101,11 @@ def split_eval(pairs: list, ratio: float, seed: int) -> tuple[list, list]:
 
 
 def run_train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train as the recipe says and save the result to ``config.output_dir``."""
+    """Train as the recipe says and save the result to ``config.output_dir``.
+
+    Under ``torchrun`` / ``accelerate launch`` every process runs this; training is data-parallel
+    and only the main process writes files.
+    """
     args = config.train
     torch.manual_seed(args.seed)
     output_dir = Path(config.output_dir)
@@ -104,10 +113,18 @@ def run_train(config: TrainConfig, resume: bool = False, progress: bool = True) 
     if not os.access(output_dir, os.W_OK):
         raise ConfigError(f"output_dir: '{output_dir}' is not writable")
     objective = build_objective(config.objective)
+    accelerator = make_accelerator(args.report_to, output_dir, config.name, config.model_dump(mode="json"))
+    main = accelerator.is_main_process
+    progress = progress and main
 
-    model_source = resolve_model_source(config.model_name_or_path)
-    tokenizer = load_tokenizer(resolve_model_source(config.tokenizer_name_or_path) if config.tokenizer_name_or_path
-                               else model_source, trust_remote_code=config.trust_remote_code)
+    # A built-in model is built and cached on first use: by the main process alone.
+    with accelerator.main_process_first():
+        model_source = resolve_model_source(config.model_name_or_path)
+        tokenizer_source = (resolve_model_source(config.tokenizer_name_or_path) if config.tokenizer_name_or_path
+                            else model_source)
+        explicit_reference = (resolve_model_source(config.reference_model_name_or_path)
+                              if config.reference_model_name_or_path else None)
+    tokenizer = load_tokenizer(tokenizer_source, trust_remote_code=config.trust_remote_code)
 
     raw = load_preference_data(config.dataset, split=config.dataset_split)
     if config.eval_dataset is not None:
@@ -124,13 +141,11 @@ def run_train(config: TrainConfig, resume: bool = False, progress: bool = True) 
                            allow_pickle=config.allow_pickle)
     if args.lora is not None:
         model = apply_lora(model, args.lora)
-    explicit_reference = (resolve_model_source(config.reference_model_name_or_path)
-                          if config.reference_model_name_or_path else None)
     reference = build_reference(model, objective, args, explicit_reference, model_source,
                                 config.trust_remote_code, config.allow_pickle)
 
-    (output_dir / "config.yaml").write_text(dump_config(config))
-    accelerator = make_accelerator(args.report_to, output_dir, config.name, config.model_dump(mode="json"))
+    if main:
+        (output_dir / "config.yaml").write_text(dump_config(config))
     trainer = PreferenceTrainer(model, objective, args, train_pairs, tokenizer.pad_token_id,
                                 reference=reference, eval_pairs=eval_pairs, output_dir=output_dir,
                                 accelerator=accelerator, progress=progress)
@@ -138,10 +153,13 @@ def run_train(config: TrainConfig, resume: bool = False, progress: bool = True) 
     if resume:
         print(f"resuming from {checkpoint}" if checkpoint else "no checkpoint found: starting from step 0")
     result = trainer.train(resume_from_checkpoint=checkpoint)
-    save_model_atomically(trainer.accelerator.unwrap_model(trainer.model), tokenizer, output_dir)
-    summary = {"global_step": result.global_step, "nonfinite_steps": result.nonfinite_steps,
-               "train_seconds": result.train_seconds, "tokens_per_second": result.tokens_per_second,
-               "reference_cache_hit": result.reference_cache_hit, **result.metrics}
-    (output_dir / "train_results.json").write_text(json.dumps(summary, indent=2))
+    if main:
+        save_model_atomically(trainer.policy, tokenizer, output_dir)
+        summary = {"global_step": result.global_step, "nonfinite_steps": result.nonfinite_steps,
+                   "train_seconds": result.train_seconds, "tokens_per_second": result.tokens_per_second,
+                   "reference_cache_hit": result.reference_cache_hit, **result.metrics}
+        (output_dir / "train_results.json").write_text(json.dumps(summary, indent=2))
+    # No process returns (and may exit) before the model is on disk for all of them.
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return result

@@ -25,8 +25,9 @@ import torch
 from tqdm.auto import tqdm
 
 from selm.data import TokenizedPair, collate_preference_batch
+from selm.distributed import broadcast_from_main, gather_in_order, shard_bounds
 from selm.errors import UserError
-from selm.logprobs import ReferencePolicy, sequence_stats
+from selm.logprobs import ReferencePolicy, SequenceBatch, SequenceStats, sequence_stats
 from selm.modeling.loading import model_fingerprint
 from selm.objectives import Objective, PreferenceBatch
 from selm.train.config import TrainingArguments
@@ -58,6 +59,23 @@ def _mean_metrics(records: list[tuple[int, dict[str, float]]]) -> dict[str, floa
     total = sum(n for n, _ in records)
     keys = {k for _, m in records for k in m}
     return {k: sum(n * m[k] for n, m in records if k in m) / max(total, 1) for k in sorted(keys)}
+
+
+class SequenceStatsModel(torch.nn.Module):
+    """The policy with the chunked log-prob engine as its ``forward``.
+
+    DDP arms its gradient all-reduce in ``forward`` (FSDP and DeepSpeed gather parameters there):
+    calling the engine on the bare policy would bypass the wrapper and silently train each process
+    on its own shard. Preparing this module instead routes every training forward through it.
+    """
+
+    def __init__(self, policy: torch.nn.Module, chunk_size: int):
+        super().__init__()
+        self.policy = policy
+        self.chunk_size = chunk_size
+
+    def forward(self, batch: SequenceBatch, reference: ReferencePolicy | None = None) -> SequenceStats:
+        return sequence_stats(self.policy, batch, chunk_size=self.chunk_size, reference=reference)
 
 
 class PreferenceTrainer:
@@ -97,7 +115,7 @@ class PreferenceTrainer:
         needs_ref = objective.needs_reference
         if needs_ref and reference is None:
             raise UserError(f"objective '{objective.name}' needs a reference model, but none is configured")
-        self.model = model
+        self.model: torch.nn.Module = SequenceStatsModel(model, args.chunk_size)
         self.objective = objective
         self.args = args
         self.train_pairs = list(train_pairs)
@@ -120,6 +138,11 @@ class PreferenceTrainer:
         self._build_optimizer()
 
     # ----- setup -------------------------------------------------------------------------------
+
+    @property
+    def policy(self) -> torch.nn.Module:
+        """The bare policy (no DDP/FSDP wrapper): what to save, sample from or hand to the next round."""
+        return self.accelerator.unwrap_model(self.model).policy
 
     @property
     def world_size(self) -> int:
@@ -153,7 +176,7 @@ class PreferenceTrainer:
                                        num_training_steps=self.total_steps)
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         if a.gradient_checkpointing:
-            base = self.accelerator.unwrap_model(self.model)
+            base = self.policy
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if hasattr(base, "enable_input_require_grads"):
                 base.enable_input_require_grads()
@@ -197,7 +220,7 @@ class PreferenceTrainer:
         b = len(pairs)
         live_reference = self.reference if self.need_kl else None
         with torch.set_grad_enabled(train):
-            stats = sequence_stats(self.model, batch, chunk_size=self.args.chunk_size, reference=live_reference)
+            stats = self.model(batch, reference=live_reference)
         fields: dict[str, torch.Tensor | None] = {
             "policy_chosen_logps": stats.logps[:b],
             "policy_rejected_logps": stats.logps[b:2 * b],
@@ -231,17 +254,24 @@ class PreferenceTrainer:
         return torch.randperm(len(self.train_pairs), generator=g).tolist()
 
     def _windows(self, epoch: int) -> list[tuple[int, list[list[int]]]]:
-        """The epoch as optimizer steps: (examples in the global batch, this process's micro-batches)."""
+        """The epoch as optimizer steps: (examples in the global batch, this process's micro-batches).
+
+        Every process gets the same number of micro-batches per step, so the collectives inside
+        DDP's forward and backward pair up across processes. Where a process's share of a short
+        last batch runs out, its remaining micro-batches are empty lists: padding that
+        ``_accumulate`` runs with loss weight 0.
+        """
         a = self.args
+        bs = a.per_device_train_batch_size
         order = self._epoch_order(epoch)
-        global_batch = a.per_device_train_batch_size * a.gradient_accumulation_steps * self.world_size
+        global_batch = bs * a.gradient_accumulation_steps * self.world_size
         rank = self.accelerator.process_index
         steps = []
         for start in range(0, len(order), global_batch):
             chunk = order[start:start + global_batch]
             mine = chunk[rank::self.world_size]
-            micro = [mine[i:i + a.per_device_train_batch_size] for i in range(0, len(mine), a.per_device_train_batch_size)]
-            steps.append((len(chunk), [m for m in micro if m]))
+            n_micro = math.ceil(math.ceil(len(chunk) / self.world_size) / bs)
+            steps.append((len(chunk), [mine[i * bs:(i + 1) * bs] for i in range(n_micro)]))
         return steps
 
     # ----- train -------------------------------------------------------------------------------
@@ -289,13 +319,14 @@ class PreferenceTrainer:
             self.global_step += 1
             bar.update(1)
             if ok and (self.global_step % a.logging_steps == 0 or self.global_step == self.total_steps):
+                # Every process logs from its own shard: gather them so the log is the global batch's.
                 entry = {"step": self.global_step, "epoch": round(self.global_step / self.steps_per_epoch, 4),
-                         **_mean_metrics(pending), "learning_rate": self.scheduler.get_last_lr()[0],
-                         "nonfinite_steps": self.nonfinite_steps}
+                         **_mean_metrics(gather_in_order(self.accelerator, pending)),
+                         "learning_rate": self.scheduler.get_last_lr()[0], "nonfinite_steps": self.nonfinite_steps}
                 if grad_norm is not None:
                     entry["grad_norm"] = grad_norm
                 elapsed = time.perf_counter() - step_time
-                entry["tokens_per_s"] = tokens / max(elapsed, 1e-9)
+                entry["tokens_per_s"] = sum(gather_in_order(self.accelerator, [tokens])) / max(elapsed, 1e-9)
                 history.append(entry)
                 pending = []
                 self._log(entry, log_path, bar)
@@ -310,9 +341,10 @@ class PreferenceTrainer:
                 self._save_if_possible()
         bar.close()
         elapsed = time.perf_counter() - start_time
-        if log_path is not None and log_path.is_file():
+        if log_path is not None and self.accelerator.is_main_process and log_path.is_file():
             # The log holds the steps before a resume too; the in-memory history does not.
             history = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+        history = broadcast_from_main(self.accelerator, history)
         summary = _mean_metrics([(1, {k: v for k, v in h.items() if not k.startswith("eval/") and k not in ("step", "epoch")})
                                  for h in history if "loss" in h])
         if self.eval_pairs:
@@ -328,26 +360,39 @@ class PreferenceTrainer:
         Each micro-batch's loss is ``losses.sum() · W / n_global`` (W processes, whose gradients
         DDP averages), so the accumulated gradient equals the gradient of the mean loss over the
         whole global batch, however it is split into micro-batches and processes (trl#2617).
-        Returns (all losses finite, per-micro-batch metrics, response tokens processed).
+        A padding micro-batch (empty index list, see ``_windows``) runs one example at weight 0.
+        Returns (all losses finite on every process, per-micro-batch metrics, response tokens).
         """
         records = []
         n_tokens = 0
+        finite = True
         for i, indices in enumerate(micro_batches):
-            pairs = [self.train_pairs[j] for j in indices]
+            pairs = [self.train_pairs[j] for j in indices or [0]]
             sync = i == len(micro_batches) - 1
             ctx = self.accelerator.no_sync(self.model) if not sync else contextlib.nullcontext()
             with ctx:
                 batch = self._preference_batch(pairs, train=True)
                 out = self.objective(batch)
-                loss = out.losses.sum() * self.world_size / n_global
-                if not torch.isfinite(loss):
-                    return False, [], n_tokens
+                loss = out.losses.sum() * (self.world_size / n_global if indices else 0.0)
+                finite = finite and bool(torch.isfinite(loss))
+                # Backward even a non-finite loss: every process must join DDP's gradient
+                # all-reduce; the step is then skipped by all processes together.
                 self.accelerator.backward(loss)
-            n_tokens += int(batch.chosen_lengths.sum() + batch.rejected_lengths.sum())
-            metrics = {"loss": float(out.losses.detach().mean())}
-            metrics.update({k: float(v) for k, v in out.metrics.items()})
-            records.append((len(indices), metrics))
+            if indices:
+                n_tokens += int(batch.chosen_lengths.sum() + batch.rejected_lengths.sum())
+                metrics = {"loss": float(out.losses.detach().mean())}
+                metrics.update({k: float(v) for k, v in out.metrics.items()})
+                records.append((len(indices), metrics))
+        if not self._finite_everywhere(finite):
+            return False, [], n_tokens
         return True, records, n_tokens
+
+    def _finite_everywhere(self, local: bool) -> bool:
+        """True when no process saw a non-finite loss (one all-reduce per optimizer step)."""
+        if self.world_size == 1:
+            return local
+        flag = torch.tensor([0.0 if local else 1.0], device=self.accelerator.device)
+        return float(self.accelerator.reduce(flag, reduction="sum")) == 0.0
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -358,11 +403,18 @@ class PreferenceTrainer:
         self.model.eval()
         records = []
         bs = self.args.per_device_eval_batch_size
-        for start in range(0, len(self.eval_pairs), bs):
-            pairs = self.eval_pairs[start:start + bs]
-            out = self.objective(self._preference_batch(pairs, train=False))
-            records.append((len(pairs), {"loss": float(out.losses.mean()), **{k: float(v) for k, v in out.metrics.items()}}))
+        # Each process scores its contiguous shard, in as many forwards as the largest shard needs
+        # (DDP may sync buffers in every forward, so the counts must match); padding is dropped.
+        n_batches = math.ceil(math.ceil(len(self.eval_pairs) / self.world_size) / bs)
+        lo, hi = shard_bounds(len(self.eval_pairs), self.accelerator.process_index, self.world_size)
+        for start in range(lo, lo + n_batches * bs, bs):
+            pairs = self.eval_pairs[start:min(start + bs, hi)]
+            out = self.objective(self._preference_batch(pairs or self.eval_pairs[:1], train=False))
+            if pairs:
+                records.append((len(pairs), {"loss": float(out.losses.mean()),
+                                             **{k: float(v) for k, v in out.metrics.items()}}))
         self.model.train(was_training)
+        records = gather_in_order(self.accelerator, records)
         return {f"eval/{k}": v for k, v in _mean_metrics(records).items()}
 
     # ----- logging -----------------------------------------------------------------------------
@@ -396,22 +448,25 @@ class PreferenceTrainer:
             self.save_checkpoint(self.output_dir / f"checkpoint-{self.global_step}")
 
     def save_checkpoint(self, path: Path) -> None:
-        """Model weights, optimizer, scheduler, RNG and counters, written atomically."""
-        self.accelerator.wait_for_everyone()
+        """Model weights, optimizer, scheduler, each process's RNG and counters, written atomically
+        by the main process (the weights and optimizer state are the same on every DDP process)."""
+        rng_states = gather_in_order(self.accelerator, [torch.get_rng_state()])
         if not self.accelerator.is_main_process:
+            self.accelerator.wait_for_everyone()
             return
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        self.accelerator.unwrap_model(self.model).save_pretrained(tmp / "model", safe_serialization=True)
+        self.policy.save_pretrained(tmp / "model", safe_serialization=True)
         torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save(torch.get_rng_state(), tmp / "rng.pt")
+        torch.save(rng_states, tmp / "rng.pt")
         (tmp / STATE_FILE).write_text(json.dumps({"global_step": self.global_step,
                                                  "nonfinite_steps": self.nonfinite_steps}))
         shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
         self._rotate_checkpoints(path.parent)
+        self.accelerator.wait_for_everyone()
 
     def _rotate_checkpoints(self, folder: Path) -> None:
         checkpoints = sorted(folder.glob("checkpoint-*[0-9]"), key=lambda p: int(p.name.split("-")[-1]))
@@ -426,7 +481,7 @@ class PreferenceTrainer:
         if not state_path.is_file():
             raise UserError(f"{path}: not a selm checkpoint ({STATE_FILE} missing)")
         state = json.loads(state_path.read_text())
-        model = self.accelerator.unwrap_model(self.model)
+        model = self.policy
         weights = {}
         for file in sorted((path / "model").glob("*.safetensors")):
             weights.update(load_file(file))
@@ -442,7 +497,10 @@ class PreferenceTrainer:
                                 f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
         self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
         self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-        torch.set_rng_state(torch.load(path / "rng.pt", weights_only=True))
+        rng_states = torch.load(path / "rng.pt", weights_only=True)
+        # One state per process; a resume with more processes than were saved reuses the first.
+        rank = self.accelerator.process_index
+        torch.set_rng_state(rng_states[rank] if rank < len(rng_states) else rng_states[0])
         self.global_step = int(state["global_step"])
         self.nonfinite_steps = int(state["nonfinite_steps"])
 

@@ -1,0 +1,69 @@
+"""`selm train` as 2 DDP processes (gloo, CPU) ends where 1 process with the same global batch does."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+
+def write_recipe(tmp_path: Path, repo: Path, name: str, per_device: int, extra: str = "") -> Path:
+    """A full epoch of 229 train pairs (27 of 256 held out) in global batches of 8: 28 full steps
+    and a short last one of 5 pairs, which 2 processes split 3 + 2 (the second pads a micro-batch)."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"""model_name_or_path: builtin:sort
+dataset: {repo / 'examples' / 'data' / 'sort-preferences.jsonl'}
+eval_split_ratio: 0.1055
+objective: {{name: selm, beta: 0.1, alpha: 0.001}}
+output_dir: {tmp_path / name}
+train: {{learning_rate: 1.0e-3, per_device_train_batch_size: {per_device}, gradient_accumulation_steps: 2,
+        num_train_epochs: 1, max_length: 64, logging_steps: 1, warmup_ratio: 0.0, dtype: float32,
+        reference_cache_dir: {tmp_path / 'cache' / name}{extra}}}
+""")
+    return path
+
+
+def train_log(folder: Path) -> list[dict]:
+    return [e for e in map(json.loads, (folder / "train_log.jsonl").read_text().splitlines()) if "loss" in e]
+
+
+def test_two_processes_match_one_process(tmp_path, repo, launch):
+    launch(1, ["train", str(write_recipe(tmp_path, repo, "one", 4)), "--quiet"])
+    launch(2, ["train", str(write_recipe(tmp_path, repo, "two", 2)), "--quiet"])
+    one, two = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    assert one.keys() == two.keys()
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], atol=1e-5, rtol=1e-5, msg=name)
+    # The main process alone wrote the log, one line per step, with metrics of the global batch.
+    logs = train_log(tmp_path / "one"), train_log(tmp_path / "two")
+    assert [e["step"] for e in logs[1]] == list(range(1, 30))
+    for a, b in zip(*logs):
+        for key in ("loss", "rewards/margins", "grad_norm"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)
+        # At step 1 policy = reference: every margin is rounding noise around 0, so is its sign.
+        if a["step"] > 1:
+            assert b["rewards/accuracies"] == pytest.approx(a["rewards/accuracies"]), a["step"]
+    results = [json.loads((tmp_path / n / "train_results.json").read_text()) for n in ("one", "two")]
+    assert results[1]["eval/loss"] == pytest.approx(results[0]["eval/loss"], rel=1e-4)
+    assert not list((tmp_path / "two").glob("*.tmp"))
+
+
+def test_two_processes_resume_from_a_checkpoint(tmp_path, repo, launch):
+    """Cut after step 15 (checkpoint-15 kept), resumed by 2 processes: the same weights as uncut."""
+    whole = write_recipe(tmp_path, repo, "whole", 2, ", save_steps: 15")
+    launch(2, ["train", str(whole), "--quiet"])
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    shutil.copytree(tmp_path / "whole" / "checkpoint-15", cut / "checkpoint-15")
+    lines = (tmp_path / "whole" / "train_log.jsonl").read_text().splitlines()
+    (cut / "train_log.jsonl").write_text("".join(x + "\n" for x in lines if json.loads(x)["step"] <= 15))
+    resumed = launch(2, ["train", str(write_recipe(tmp_path, repo, "cut", 2, ", save_steps: 15")), "--resume"])
+    assert "resuming from" in resumed.stdout and "checkpoint-15" in resumed.stdout
+    a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(cut / "model.safetensors")
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], atol=1e-6, rtol=1e-6, msg=name)
+    assert [e["step"] for e in train_log(cut)] == list(range(1, 30))
