@@ -3,7 +3,35 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
+
+FAULT_ENV = "SELM_FAULT_INJECT"
+
+
+def inject_fault(point: str) -> None:
+    """TEST-ONLY hook: SIGKILL this very process when ``$SELM_FAULT_INJECT`` names ``point``.
+
+    Nothing happens unless the variable is set; it exists so that the fault-injection tests
+    (tests/reliability/test_faults.py) can cut a run at an exact place and check that
+    ``selm run --resume`` recovers. Never set it outside tests. Points:
+
+    - ``<phase>:<round>``: the phase's work is finished and its artifact is in place, but the
+      phase is not yet marked done in the manifest (checked by the round loop);
+    - ``<phase>:<round>:done``: just after the phase was marked done (a phase boundary);
+    - ``write:<path suffix>``: inside ``atomic_write_bytes``, after the temporary file of the
+      artifact whose path ends with the suffix (e.g. ``write:rounds/01/scores.jsonl``) was written
+      and fsynced, before it is renamed into place.
+    """
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    if spec.startswith("write:") and point.startswith("write:"):
+        hit = point.endswith("/" + spec[len("write:"):].lstrip("/")) or point == spec
+    else:
+        hit = point == spec
+    if hit:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -19,6 +47,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        inject_fault(f"write:{path.as_posix()}")  # test-only; a no-op unless $SELM_FAULT_INJECT is set
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
