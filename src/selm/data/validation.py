@@ -66,10 +66,20 @@ def parse_rows(table: RowTable, parse: Callable[[dict[str, Any], int], ParsedRow
             errors.append((i, exc))
     if errors:
         i, exc = errors[0]
-        message = f"{table.where(i)}: {exc}"
+        message = f"{table.where(i)}: {exc}{_misspelling_hint(exc, table.rows[i])}"
         if len(errors) > 1:
             others = [str(table.row_numbers[j]) for j, _ in errors[1:1 + LISTED_ROWS]]
             more = ", ..." if len(errors) - 1 > LISTED_ROWS else ""
             message += f" (and {len(errors) - 1} more invalid rows: {', '.join(others)}{more})"
         raise DataError(message)
     return values, bool(first and first[0])
+
+
+def _misspelling_hint(exc: FieldError, row: Any) -> str:
+    """`` (the row has 'rejcted'; a misspelling?)`` when a missing field resembles a present one."""
+    if not exc.problem.startswith("is missing") or not isinstance(row, dict):
+        return ""
+    import difflib
+
+    close = difflib.get_close_matches(exc.field, [str(k) for k in row if k != exc.field], n=1, cutoff=0.75)
+    return f" (the row has '{close[0]}'; a misspelling?)" if close else ""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,9 @@ def load_callable(reference: str, what: str = "callable") -> Callable[..., Any]:
             attribute, or an attribute that is not callable.
     """
     module_part, sep, attr_path = reference.rpartition(":")
-    if not sep or not module_part or not attr_path:
+    dotted = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+    if (not sep or not module_part or not dotted.fullmatch(attr_path.strip())
+            or not (module_part.endswith(".py") or dotted.fullmatch(module_part.strip()))):
         raise ConfigError(f"{what} '{reference}' must look like 'package.module:function' or 'path/file.py:function'")
     module = _load_module(module_part, reference, what)
     target: Any = module

@@ -113,17 +113,46 @@ class RunDir:
         return RoundDir(self.path / "rounds" / f"{index:02d}", index)
 
     def check_writable(self) -> None:
-        """Fail before any work if the run directory cannot be written."""
+        """Fail before any work if the run directory cannot be written or the disk is (nearly) full.
+
+        A folder this check created is removed again when it fails, so nothing is left behind.
+        Temporaries that a killed process left in the run directory are removed (see
+        ``remove_stale_temporaries``).
+        """
+        created = not self.path.exists()
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".write-probe"
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as exc:
-            raise UserError(f"{self.path}: run directory is not writable ({exc.strerror})") from None
-        free = shutil.disk_usage(self.path).free
-        if free < 50 * 2**20:
-            raise UserError(f"{self.path}: only {free / 2**20:.0f} MiB free on disk; need at least 50 MiB")
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+                probe = self.path / ".write-probe"
+                probe.write_text("ok")
+                probe.unlink()
+            except OSError as exc:
+                raise UserError(f"{self.path}: run directory is not writable ({exc.strerror or exc})") from None
+            free = shutil.disk_usage(self.path).free
+            if free < 50 * 2**20:
+                raise UserError(f"{self.path}: only {free / 2**20:.0f} MiB free on disk; need at least 50 MiB")
+        except UserError:
+            if created:
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
+        self.remove_stale_temporaries()
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the temporary files / folders (``.name.tmpPID``, ``name.tmp``) a killed process
+        left under ``rounds/`` and ``report/``; they were never renamed into place, so no phase
+        counts on them. Returns what was removed."""
+        removed = []
+        for folder in (self.path / "rounds", self.path / "report", self.path):
+            if not folder.is_dir():
+                continue
+            candidates = folder.glob("*") if folder == self.path else folder.rglob("*")
+            for item in sorted(candidates, key=lambda p: len(p.parts), reverse=True):
+                name = item.name
+                stale = (name.startswith(".") and ".tmp" in name) or name.endswith(".tmp")
+                if stale and item.exists():
+                    shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
+                    removed.append(item)
+        return removed
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         """Rewrite metrics.jsonl from the rounds' metrics (idempotent, so resume never duplicates)."""

@@ -38,6 +38,29 @@ def _check_source(name_or_path: str, what: str) -> None:
         raise ModelLoadError(f"{what} '{name_or_path}': no such file or folder")
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def check_weights(name_or_path: str, allow_pickle: bool = False) -> None:
+    """Refuse a local model folder whose only weights are pickles, unless ``allow_pickle``.
+
+    Cheap (looks at file names only), so callers run it before any work starts. Unpickling can
+    run arbitrary code, so ``pytorch_model.bin`` & co. load only when the user opts in.
+
+    Raises:
+        ModelLoadError: one line naming the folder, the pickle files and the ``allow_pickle`` option.
+    """
+    path = Path(name_or_path).expanduser()
+    if allow_pickle or not path.is_dir():
+        return
+    if any(path.glob("*.safetensors")) or any(path.glob("*.safetensors.index.json")):
+        return
+    pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES and "training_args" not in p.name)
+    if pickles:
+        raise ModelLoadError(f"model '{name_or_path}': has only pickle weights ({', '.join(pickles[:3])}), which can run "
+                             f"code when loaded; convert them to safetensors or set allow_pickle: true")
+
+
 def load_causal_lm(
     name_or_path: str,
     dtype: str = "auto",
@@ -49,6 +72,7 @@ def load_causal_lm(
     from transformers import AutoModelForCausalLM
 
     _check_source(name_or_path, "model")
+    check_weights(name_or_path, allow_pickle)
     try:
         return AutoModelForCausalLM.from_pretrained(
             str(Path(name_or_path).expanduser()) if _looks_local(name_or_path) else name_or_path,
