@@ -192,3 +192,19 @@ def test_report_to_tensorboard_writes_event_files(tmp_path):
     accelerator.log({"loss": 0.5}, step=1)
     accelerator.end_training()
     assert list(tmp_path.rglob("events.out.tfevents*"))
+
+
+def test_lora_reference_fingerprint_ignores_adapters_but_not_base_weights():
+    from selm.modeling.loading import model_fingerprint
+    from selm.train.run import apply_lora
+
+    model = apply_lora(build_tiny_model(300), LoraConfig(r=4, alpha=8))
+    before = model_fingerprint(model, exclude="lora_")
+    full_before = model_fingerprint(model)
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if "lora_B" in n).add_(1.0)
+    assert model_fingerprint(model, exclude="lora_") == before
+    assert model_fingerprint(model) != full_before
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if "lora_" not in n).add_(1.0)
+    assert model_fingerprint(model, exclude="lora_") != before

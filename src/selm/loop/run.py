@@ -147,20 +147,19 @@ class OnlineRun:
             return self._model
         self._model = None
         c = self.config
-        base = load_causal_lm(self.model_source, dtype=c.train.dtype, trust_remote_code=c.trust_remote_code,
-                              allow_pickle=c.allow_pickle)
-        if c.lora is not None:
-            torch.manual_seed(_derived_seed(c.seed, 0, "lora"))
-            if k == 0:
-                model = apply_lora(base, c.lora)
-            else:
-                from peft import PeftModel
-
-                model = PeftModel.from_pretrained(base, self._policy_dir(k), is_trainable=True)
-        elif k == 0:
-            model = base
-        else:
+        if c.lora is None and k > 0:
             model = load_causal_lm(str(self._policy_dir(k)), dtype=c.train.dtype, allow_pickle=False)
+        else:
+            model = load_causal_lm(self.model_source, dtype=c.train.dtype, trust_remote_code=c.trust_remote_code,
+                                   allow_pickle=c.allow_pickle)
+            if c.lora is not None:
+                torch.manual_seed(_derived_seed(c.seed, 0, "lora"))
+                if k == 0:
+                    model = apply_lora(model, c.lora)
+                else:
+                    from peft import PeftModel
+
+                    model = PeftModel.from_pretrained(model, self._policy_dir(k), is_trainable=True)
         model = model.to(self.accelerator.device)
         self._model, self._model_round = model, k
         return model

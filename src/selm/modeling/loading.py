@@ -1,4 +1,5 @@
-"""Loading causal LMs and tokenizers from a hub id or a local folder, safely by default.
+"""Loading causal LMs and tokenizers from a hub id, a local folder or a ``.gguf`` file (converted
+once into a cached folder, see ``selm.modeling.gguf``), safely by default.
 
 Weights load from safetensors only unless ``allow_pickle`` is set; ``trust_remote_code`` is off
 unless set. A missing local path or an unreachable hub id is one ``ModelLoadError`` line.
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 
 from selm.errors import ModelLoadError
+from selm.modeling.gguf import ensure_gguf_model, is_gguf
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -71,6 +73,8 @@ def load_causal_lm(
     """Load a causal LM (``AutoModelForCausalLM``) in the given dtype, safetensors-only by default."""
     from transformers import AutoModelForCausalLM
 
+    if is_gguf(name_or_path):
+        name_or_path = str(ensure_gguf_model(name_or_path))
     _check_source(name_or_path, "model")
     check_weights(name_or_path, allow_pickle)
     try:
@@ -90,6 +94,8 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, padding_s
     """Load a tokenizer; a missing pad token falls back to EOS (the usual choice for causal LMs)."""
     from transformers import AutoTokenizer
 
+    if is_gguf(name_or_path):
+        name_or_path = str(ensure_gguf_model(name_or_path))
     _check_source(name_or_path, "tokenizer")
     try:
         tok = AutoTokenizer.from_pretrained(
@@ -106,13 +112,19 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, padding_s
     return tok
 
 
-def model_fingerprint(model: torch.nn.Module) -> str:
+def model_fingerprint(model: torch.nn.Module, exclude: str | None = None) -> str:
     """sha256 over every parameter's name, shape, dtype and bytes (adapters included).
 
     Used to key caches (reference log-probs) and manifests: any change of weights changes it.
+
+    Args:
+        exclude: skip tensors whose name contains this substring (``"lora_"``: the base weights
+            only, i.e. the reference that a LoRA policy becomes with its adapters disabled).
     """
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
+        if exclude is not None and exclude in name:
+            continue
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
         data = tensor.detach().cpu().contiguous()
         if data.dtype == torch.bfloat16:

@@ -186,13 +186,7 @@ class PreferenceTrainer:
     def _reference_fingerprint(self) -> str:
         assert self.reference is not None
         model = self.accelerator.unwrap_model(self.reference.model)
-        if self.reference.disable_adapters:
-            state = {k: v for k, v in model.state_dict().items() if "lora_" not in k}
-            holder = torch.nn.Module()
-            for i, (k, v) in enumerate(state.items()):
-                holder.register_buffer(f"b{i}_{k.replace('.', '_')}", v)
-            return model_fingerprint(holder)
-        return model_fingerprint(model)
+        return model_fingerprint(model, exclude="lora_" if self.reference.disable_adapters else None)
 
     def precompute_reference(self) -> None:
         """Compute (or load from the cache) reference log-probs for every train and eval pair."""
