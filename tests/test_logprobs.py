@@ -166,3 +166,126 @@ def test_chunked_peak_memory_flat_while_vocab_grows():
     assert naive_growth > 1000, naive
     assert chunked_growth < 0.1 * naive_growth, (chunked, naive)
     assert chunked_growth < weights_growth_mb + 100, (chunked, weights_growth_mb)
+
+
+# ----- padding-free packing -------------------------------------------------------------------
+
+def tiny_gemma3(attn_implementation="sdpa", sliding_window=4, seed=0):
+    """Gemma 3 text model, random init: two sliding-window layers (window 4 < the sequences) and one
+    global layer, logit soft-capping on: the packed mask must cut both kinds of attention per sequence."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, sliding_window=sliding_window, max_position_embeddings=128,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"], final_logit_softcapping=30.0,
+        attn_implementation=attn_implementation)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Gemma3ForCausalLM(config).double()
+
+
+PACKED_MODELS = {
+    "llama": lambda seed=0: build_tiny_model(VOCAB, seed=seed).double(),
+    "gemma3-sdpa": lambda seed=0: tiny_gemma3("sdpa", seed=seed),
+    "gemma3-eager": lambda seed=0: tiny_gemma3("eager", seed=seed),
+}
+# (atol, rtol). Llama runs fully in float64. Gemma 3's RMSNorm (and eager attention's softmax)
+# compute in float32 even in a float64 model, so 1-ulp float32 flips (~1e-7 relative) show up;
+# cross-talk between packed sequences moves the numbers by > 1e-2 (last test below).
+PACKED_TOLERANCE = {"llama": (1e-10, 1e-10), "gemma3-sdpa": (1e-6, 1e-5), "gemma3-eager": (1e-6, 1e-5)}
+
+
+def skewed_rows(seed, n=7):
+    """Mostly short sequences and a long one (longer than Gemma's window), so rows hold several."""
+    prompts, responses = random_rows(seed, n)
+    g = torch.Generator().manual_seed(seed)
+    responses[0] = torch.randint(3, VOCAB, (14,), generator=g).tolist()
+    return prompts, responses
+
+
+def packed_batch(prompts, responses, layout):
+    from selm.data import pack_sequences
+
+    return pack_sequences(list(zip(prompts, responses)), pad_token_id=0, layout=layout)
+
+
+def alone_float64_logps(model, prompts, responses):
+    """Ground truth without any batching: each float64 sequence on its own, full logits."""
+    out = []
+    for p, r in zip(prompts, responses):
+        ids = torch.tensor([p + r])
+        logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1], -1).gather(-1, ids[0, 1:, None]).squeeze(-1)
+        out.append(logp[len(p) - 1:].sum())
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("name", list(PACKED_MODELS))
+@pytest.mark.parametrize("layout", ["rows", "one_row"])
+def test_packed_equals_each_sequence_alone_values_and_gradients(name, layout):
+    model = PACKED_MODELS[name]()
+    atol, rtol = PACKED_TOLERANCE[name]
+    prompts, responses = skewed_rows(6)
+    packed = packed_batch(prompts, responses, layout)
+    if layout == "rows":
+        assert packed.input_ids.shape[0] < len(prompts)  # some row really holds several sequences
+    weights = torch.linspace(0.5, 1.5, len(prompts), dtype=torch.float64)
+    got = sequence_stats(model, packed, chunk_size=5, with_entropy=True).logps
+    truth = alone_float64_logps(model, prompts, responses)
+    torch.testing.assert_close(got, truth, atol=atol, rtol=rtol)
+    g_packed = torch.autograd.grad((weights * got).sum(), list(model.parameters()))
+    g_truth = torch.autograd.grad((weights * truth).sum(), list(model.parameters()))
+    for a, b in zip(g_packed, g_truth):
+        torch.testing.assert_close(a, b, atol=atol, rtol=100 * rtol)
+
+
+# Not gemma3-eager: in float64, its fully masked padding rows turn into NaN (transformers' eager
+# softmax runs in float32), which the padded path then spreads; the test above covers it.
+@pytest.mark.parametrize("name", ["llama", "gemma3-sdpa"])
+def test_packed_equals_left_and_right_padded_with_entropy(name):
+    model = PACKED_MODELS[name]()
+    atol, rtol = PACKED_TOLERANCE[name]
+    prompts, responses = skewed_rows(8)
+    weights = torch.linspace(0.5, 1.5, len(prompts), dtype=torch.float64)
+
+    def run(batch):
+        stats = sequence_stats(model, batch, chunk_size=5, with_entropy=True)
+        grads = torch.autograd.grad((weights * stats.logps).sum() + 0.1 * stats.entropy.sum(), list(model.parameters()))
+        return stats, grads
+
+    got, g_packed = run(packed_batch(prompts, responses, "rows"))
+    for side in ("right", "left"):
+        padded, g_padded = run(make_batch(prompts, responses, side))
+        torch.testing.assert_close(got.logps, padded.logps, atol=atol, rtol=rtol)
+        torch.testing.assert_close(got.entropy, padded.entropy, atol=atol, rtol=rtol)
+        assert got.lengths.tolist() == padded.lengths.tolist() == [len(r) for r in responses]
+        for a, b in zip(g_packed, g_padded):
+            torch.testing.assert_close(a, b, atol=atol, rtol=100 * rtol)
+
+
+@pytest.mark.parametrize("name", ["llama", "gemma3-sdpa"])
+def test_packed_kl_to_reference_equals_padded(name):
+    policy, ref = PACKED_MODELS[name](seed=0), PACKED_MODELS[name](seed=1)
+    prompts, responses = skewed_rows(7)
+    packed = sequence_stats(policy, packed_batch(prompts, responses, "rows"), reference=ReferencePolicy(ref))
+    padded = sequence_stats(policy, make_batch(prompts, responses, "left"), reference=ReferencePolicy(ref))
+    atol, rtol = PACKED_TOLERANCE[name]
+    torch.testing.assert_close(packed.kl, padded.kl, atol=atol, rtol=rtol)
+    assert torch.all(packed.kl > 0)
+
+
+def test_gemma3_window_is_exercised_and_packing_would_show_cross_talk():
+    """Guards the tests above against passing vacuously: the sliding window changes the numbers,
+    and the same packed row without its position ids (one long sequence) changes them too."""
+    prompts, responses = skewed_rows(6)
+    packed = packed_batch(prompts, responses, "one_row")
+    with torch.no_grad():
+        windowed = sequence_stats(tiny_gemma3(sliding_window=4), packed).logps
+        wide = sequence_stats(tiny_gemma3(sliding_window=128), packed).logps
+        joined = SequenceBatch(packed.input_ids, torch.ones_like(packed.input_ids), packed.response_mask,
+                               torch.arange(packed.input_ids.shape[1])[None])
+        contaminated = tiny_gemma3(sliding_window=4)(**joined.decoder_inputs()).logits
+    assert (windowed - wide).abs().max() > 1e-3
+    later = packed.sequence_ids[0] > 0
+    alone_logits = tiny_gemma3(sliding_window=4)(input_ids=packed.input_ids, position_ids=packed.position_ids).logits
+    assert (contaminated[0, later] - alone_logits[0, later]).abs().max() > 1e-2

@@ -60,12 +60,31 @@ def _cmd_report(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reward_model_train(ns: argparse.Namespace) -> int:
+    from selm.config import load_config
+    from selm.reward_model import RewardModelConfig, train_reward_model
+
+    config = load_config(RewardModelConfig, ns.recipe, ns.overrides)
+    summary = train_reward_model(config, progress=not ns.quiet)
+    shown = {k: v for k, v in summary.items() if k in ("train/accuracy", "eval/accuracy", "eval/loss")}
+    print("done: " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items())
+          + f"\nreward model saved to {config.output_dir} (judge: {{kind: reward_model, path: {config.output_dir}}})")
+    return 0
+
+
 def _cmd_objectives(ns: argparse.Namespace) -> int:
     from selm.objectives import available_objectives, get_objective
 
     for name in available_objectives():
         objective = get_objective(name)
         print(f"{name:14s} {objective!r}  requires: {', '.join(sorted(objective.requires)) or '-'}")
+    return 0
+
+
+def _cmd_bench(ns: argparse.Namespace) -> int:
+    from selm.bench.run import run_bench
+
+    run_bench(quick=ns.quick, json_path=ns.json, shapes=ns.shapes, threads=ns.threads)
     return 0
 
 
@@ -92,6 +111,23 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="(re)build the HTML/Markdown report of a run directory")
     report.add_argument("run_dir")
     report.set_defaults(func=_cmd_report)
+
+    bench = sub.add_parser("bench", help="time selm against TRL, a naive DPO loop and an SFT step (docs/performance.md)")
+    bench.add_argument("--quick", action="store_true", help="the small model only (< 5 min on 2 CPU cores)")
+    bench.add_argument("--json", metavar="FILE", help="also write every measurement and the ratios as JSON")
+    bench.add_argument("--shapes", nargs="+", choices=["gemma3-270m", "small", "tiny"],
+                       help="model shapes to measure (default: both, or small with --quick); ratios use the first")
+    bench.add_argument("--threads", type=int, default=0, metavar="N",
+                       help="torch threads in each measuring process (default: torch's choice, all cores)")
+    bench.set_defaults(func=_cmd_bench)
+
+    reward_model = sub.add_parser("reward-model", help="train reward models for the reward_model judge")
+    rm_sub = reward_model.add_subparsers(dest="rm_command", required=True)
+    rm_train = rm_sub.add_parser("train", help="Bradley–Terry reward model (or ensemble) from preference pairs")
+    rm_train.add_argument("recipe", help="YAML recipe (see recipes/reward-model-sort.yaml)")
+    rm_train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. ensemble_size=3")
+    rm_train.add_argument("--quiet", action="store_true", help="no progress bars")
+    rm_train.set_defaults(func=_cmd_reward_model_train)
 
     objectives = sub.add_parser("objectives", help="list the registered objectives and their defaults")
     objectives.set_defaults(func=_cmd_objectives)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from selm.head_logprobs import linear_token_logprobs
+
 # At most this many logits per chunk (32 MB in float32): the number of positions per chunk
 # shrinks as the vocabulary grows, so the engine's peak memory stays flat in V.
 MAX_CHUNK_LOGITS = 2**23
@@ -48,6 +50,74 @@ class SequenceBatch:
     def num_sequences(self) -> int:
         return int(self.input_ids.shape[0])
 
+    def decoder_inputs(self) -> dict[str, torch.Tensor]:
+        """Keyword arguments for the decoder's forward: the padding mask hides pad positions."""
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask,
+                "position_ids": self.position_ids}
+
+    def response_sequence_index(self) -> torch.Tensor:
+        """[M] the sequence (row) of each scored token, in the row-major order of ``response_mask[:, 1:]``."""
+        return self.response_mask[:, 1:].nonzero()[:, 0]
+
+    def response_lengths(self) -> torch.Tensor:
+        """[N] number of response tokens of each sequence."""
+        return self.response_mask[:, 1:].sum(-1)
+
+
+@dataclass
+class PackedSequenceBatch:
+    """N prompt+response sequences laid end to end in R rows, with no padding between them.
+
+    Every row starts with a sequence's first token; a row shorter than the widest one ends in a
+    filler segment (``sequence_ids`` −1, positions 0, 1, ...), which is its own sequence for the
+    attention and is never scored. There is no attention mask: transformers reads the sequence
+    boundaries from where ``position_ids`` restart at 0 and builds a block-diagonal causal mask
+    (sdpa, eager, flex) or variable-length flash-attention calls (those need R = 1). Whether a
+    model really isolates the sequences is checked at run time by
+    :func:`selm.train.packing_check.packing_mode`.
+
+    Attributes:
+        input_ids: [R, L] token ids.
+        position_ids: [R, L] positions counted from each sequence's first token (0, 1, ...).
+        response_mask: [R, L] bool, True exactly at response tokens.
+        sequence_ids: [R, L] long, the sequence 0..N−1 each token belongs to; −1 on filler.
+        num_sequences: N.
+    """
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    response_mask: torch.Tensor
+    sequence_ids: torch.Tensor
+    num_sequences: int
+
+    def to(self, device: torch.device | str) -> "PackedSequenceBatch":
+        return PackedSequenceBatch(*(t.to(device) for t in (self.input_ids, self.position_ids,
+                                                            self.response_mask, self.sequence_ids)),
+                                   self.num_sequences)
+
+    def decoder_inputs(self) -> dict[str, torch.Tensor | None]:
+        """Keyword arguments for the decoder's forward. ``attention_mask`` must be None: given a 2D
+        mask, transformers would not look for sequence boundaries in ``position_ids``."""
+        return {"input_ids": self.input_ids, "attention_mask": None, "position_ids": self.position_ids}
+
+    def response_sequence_index(self) -> torch.Tensor:
+        """[M] the sequence of each scored token, in the row-major order of ``response_mask[:, 1:]``."""
+        return self.sequence_ids[:, 1:][self.response_mask[:, 1:]]
+
+    def response_lengths(self) -> torch.Tensor:
+        """[N] number of response tokens of each sequence."""
+        index = self.response_sequence_index()
+        return torch.zeros(self.num_sequences, dtype=torch.long, device=index.device).index_add_(
+            0, index, torch.ones_like(index))
+
+    @property
+    def num_tokens(self) -> int:
+        """R·L: the token slots the decoder runs over (sequences plus filler)."""
+        return int(self.input_ids.numel())
+
+
+AnySequenceBatch = SequenceBatch | PackedSequenceBatch
+
 
 @dataclass
 class SequenceStats:
@@ -58,12 +128,15 @@ class SequenceStats:
         lengths: [N] number of response tokens.
         entropy: [N] Σ_t H(π(·| x, y_<t)) over response tokens (nats), or None.
         kl: [N] Σ_t KL(π_ref(·|…) ‖ π(·|…)) over response tokens (nats), or None.
+        clipped_ratio_logps: [N] Σ_t clip(sg[π(y_t|…)/π_ref(y_t|…)], 1−ε, 1+ε)·log π(y_t|…) over
+            response tokens (nats; A-LoL seq), or None.
     """
 
     logps: torch.Tensor
     lengths: torch.Tensor
     entropy: torch.Tensor | None = None
     kl: torch.Tensor | None = None
+    clipped_ratio_logps: torch.Tensor | None = None
 
 
 class ReferencePolicy:
@@ -84,7 +157,7 @@ class ReferencePolicy:
             yield self.model
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def unwrap_causal_lm(model: torch.nn.Module) -> torch.nn.Module:
     """The causal-LM module under DDP/FSDP/PEFT wrappers (LoRA layers stay injected in it)."""
     while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
         model = model.module
@@ -93,74 +166,89 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _output_head(model: torch.nn.Module) -> tuple[torch.nn.Module, float | None]:
-    lm = _unwrap(model)
+    lm = unwrap_causal_lm(model)
     head = lm.get_output_embeddings()
     softcap = getattr(getattr(lm, "config", None), "final_logit_softcapping", None)
     return head, softcap
 
 
-def response_hidden_states(model: torch.nn.Module, batch: SequenceBatch) -> tuple[torch.Tensor, torch.Tensor]:
+def response_hidden_states(model: torch.nn.Module, batch: AnySequenceBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the decoder and keep the hidden states that predict response tokens.
+
+    Works on padded and packed batches alike: within a row, the hidden state at position t−1
+    predicts the token at t, and a sequence's first token is always a prompt token, so no scored
+    position reads across a boundary between packed sequences.
 
     Returns:
         hidden: [M, H] hidden state at position t−1 for every response token at position t,
-            in row-major order over (sequence, position).
+            in row-major order over (row, position).
         targets: [M] the response token ids they predict.
     """
-    lm = _unwrap(model)
+    lm = unwrap_causal_lm(model)
     decoder = lm.get_decoder()
-    out = decoder(
-        input_ids=batch.input_ids,
-        attention_mask=batch.attention_mask,
-        position_ids=batch.position_ids,
-        use_cache=False,
-    )
+    out = decoder(**batch.decoder_inputs(), use_cache=False)
     hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
     predict = batch.response_mask[:, 1:]
     return hidden[:, :-1][predict], batch.input_ids[:, 1:][predict]
 
 
 def _head_logits(head: torch.nn.Module, softcap: float | None, hidden: torch.Tensor) -> torch.Tensor:
-    logits = head(hidden).float()
+    # At least float32 for the log-softmax; a float64 model (tests) stays float64.
+    logits = head(hidden)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
     return logits
 
 
 def _chunk_stats(hidden: torch.Tensor, targets: torch.Tensor, ref_logp_full: torch.Tensor | None,
-                 head: torch.nn.Module, softcap: float | None, with_entropy: bool
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-token log-prob, entropy and KL(ref ‖ policy) for one chunk; each [c] (zeros if unused)."""
+                 head: torch.nn.Module, softcap: float | None, with_entropy: bool, ratio_clip: float | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token log-prob, entropy, KL(ref ‖ policy) and clipped-ratio-weighted log-prob for one
+    chunk; each [c] (zeros if unused)."""
     logp_full = torch.log_softmax(_head_logits(head, softcap, hidden), dim=-1)
     token_logp = logp_full.gather(-1, targets[:, None]).squeeze(-1)
     zero = torch.zeros_like(token_logp)
     entropy = -(logp_full.exp() * logp_full).sum(-1) if with_entropy else zero
     kl = (ref_logp_full.exp() * (ref_logp_full - logp_full)).sum(-1) if ref_logp_full is not None else zero
-    return token_logp, entropy, kl
+    clipped = zero
+    if ratio_clip is not None:
+        ref_token_logp = ref_logp_full.gather(-1, targets[:, None]).squeeze(-1)
+        # A per-token importance weight: a constant for the gradient (detached), as in A-LoL seq.
+        ratio = torch.exp(token_logp.detach() - ref_token_logp).clamp(1 - ratio_clip, 1 + ratio_clip)
+        clipped = ratio * token_logp
+    return token_logp, entropy, kl, clipped
 
 
 def sequence_stats(
     model: torch.nn.Module,
-    batch: SequenceBatch,
+    batch: AnySequenceBatch,
     *,
     chunk_size: int = 1024,
     with_entropy: bool = False,
     reference: ReferencePolicy | None = None,
+    ratio_clip: float | None = None,
 ) -> SequenceStats:
     """Summed response log-probs (and optionally entropy and KL to a reference) for N sequences.
 
     Args:
         model: a causal LM (transformers, possibly PEFT- or DDP-wrapped).
-        batch: the N sequences; only positions where ``response_mask`` is True are scored.
+        batch: the N sequences, padded or packed (same results up to float rounding); only
+            positions where ``response_mask`` is True are scored.
         chunk_size: at most this many response positions per output-layer chunk; also capped at
             MAX_CHUNK_LOGITS / V positions, so peak extra memory is a few times 32 MB whatever V.
         with_entropy: also return Σ_t entropy of the policy over response tokens.
         reference: when given, also return Σ_t KL(π_ref ‖ π) over response tokens (TDPO). The
             reference runs without gradient.
+        ratio_clip: ε in [0, 1); with ``reference``, also return Σ_t clip(sg[π(y_t)/π_ref(y_t)],
+            1−ε, 1+ε)·log π(y_t) over response tokens (A-LoL seq; the ratio carries no gradient).
 
     Returns:
-        SequenceStats with [N] tensors; gradients flow into ``logps`` (and ``entropy``/``kl``).
+        SequenceStats with [N] tensors; gradients flow into ``logps`` (and ``entropy``/``kl``/
+        ``clipped_ratio_logps``).
     """
+    if ratio_clip is not None and reference is None:
+        raise ValueError("sequence_stats: ratio_clip needs a reference")
     head, softcap = _output_head(model)
     hidden, targets = response_hidden_states(model, batch)
     ref_hidden = None
@@ -168,13 +256,18 @@ def sequence_stats(
         with torch.no_grad(), reference.active() as ref_model:
             ref_hidden, _ = response_hidden_states(ref_model, batch)
             ref_head, ref_softcap = _output_head(ref_model)
-    seq_index = batch.response_mask[:, 1:].nonzero()[:, 0]
+    seq_index = batch.response_sequence_index()
     n = batch.num_sequences
     grad = torch.is_grad_enabled() and hidden.requires_grad
     chunk_size = max(1, min(chunk_size, MAX_CHUNK_LOGITS // head.out_features))
 
-    token_logps, entropies, kls = [], [], []
-    for start in range(0, hidden.shape[0], chunk_size):
+    token_logps, entropies, kls, clipped_logps = [], [], [], []
+    # Log-probs only (every objective but TDPO's KL) through a plain linear head: the fused output
+    # layer keeps one [V, H] weight gradient instead of one per chunk (see selm.head_logprobs).
+    fused = not with_entropy and ref_hidden is None and type(head) is torch.nn.Linear and head.bias is None
+    if fused:
+        token_logps.append(linear_token_logprobs(hidden, head.weight, targets, softcap, chunk_size))
+    for start in range(0, 0 if fused else hidden.shape[0], chunk_size):
         h = hidden[start:start + chunk_size]
         t = targets[start:start + chunk_size]
         ref_logp = None
@@ -183,24 +276,26 @@ def sequence_stats(
                 ref_logp = torch.log_softmax(
                     _head_logits(ref_head, ref_softcap, ref_hidden[start:start + chunk_size]), dim=-1)
         if grad:
-            lp, ent, kl = checkpoint(_chunk_stats, h, t, ref_logp, head, softcap, with_entropy,
-                                     use_reentrant=False)
+            lp, ent, kl, clipped = checkpoint(_chunk_stats, h, t, ref_logp, head, softcap, with_entropy,
+                                              ratio_clip, use_reentrant=False)
         else:
-            lp, ent, kl = _chunk_stats(h, t, ref_logp, head, softcap, with_entropy)
+            lp, ent, kl, clipped = _chunk_stats(h, t, ref_logp, head, softcap, with_entropy, ratio_clip)
         token_logps.append(lp)
         entropies.append(ent)
         kls.append(kl)
+        clipped_logps.append(clipped)
 
     def per_sequence(values: list[torch.Tensor]) -> torch.Tensor:
         flat = torch.cat(values) if values else hidden.new_zeros(0, dtype=torch.float32)
         return torch.zeros(n, dtype=flat.dtype, device=flat.device).index_add(0, seq_index, flat)
 
-    lengths = batch.response_mask[:, 1:].sum(-1)
+    lengths = batch.response_lengths()
     return SequenceStats(
         logps=per_sequence(token_logps),
         lengths=lengths,
         entropy=per_sequence(entropies) if with_entropy else None,
         kl=per_sequence(kls) if reference is not None else None,
+        clipped_ratio_logps=per_sequence(clipped_logps) if ratio_clip is not None else None,
     )
 
 

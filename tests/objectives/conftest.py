@@ -13,7 +13,7 @@ B = 7
 
 
 def random_fields(seed: int, dtype: torch.dtype = torch.float64, batch_size: int = B) -> dict[str, torch.Tensor]:
-    """Every PreferenceBatch field, [batch_size] each, at realistic scales.
+    """Every PreferenceBatch field, [batch_size] each ([batch_size, 4] for the online ones), at realistic scales.
 
     Summed log-probs are −(per-token NLL in [0.2, 3]) × length (lengths 1..60); reference log-probs
     differ from the policy's by N(0, 15) so that β·h spans the interesting range of σ for
@@ -40,6 +40,15 @@ def random_fields(seed: int, dtype: torch.dtype = torch.float64, batch_size: int
         "reference_explore_logps": reference["explore"],
         "chosen_seq_kl": uniform(0.0, 20.0),
         "rejected_seq_kl": uniform(0.0, 20.0),
+        # SAIL route codes 0..3, soft labels, A-LoL advantages, and k = 4 HyPO online samples.
+        "routes": torch.randint(0, 4, (batch_size,), generator=g).to(torch.float64),
+        "label_probs": uniform(0.0, 1.0),
+        "chosen_advantages": torch.randn(batch_size, generator=g, dtype=torch.float64),
+        "rejected_advantages": torch.randn(batch_size, generator=g, dtype=torch.float64),
+        "policy_online_logps": -uniform(1.0, 30.0)[:, None] * torch.rand(batch_size, 4, generator=g, dtype=torch.float64),
+        "reference_online_logps": -uniform(1.0, 30.0)[:, None] * torch.rand(batch_size, 4, generator=g, dtype=torch.float64),
+        "chosen_grad_norms": uniform(0.5, 50.0),
+        "rejected_grad_norms": uniform(0.5, 50.0),
     }
     return {k: v.to(dtype) for k, v in values.items()}
 

@@ -95,7 +95,13 @@ def test_sft_gradient_is_minus_one_over_length(make_batch):
     assert b.policy_rejected_logps.grad is None
 
 
-@pytest.mark.parametrize("name", available_objectives())
+# Their gradients differ from the loss's numerical derivative by design (stop-gradients in
+# surrogate terms, random label flips, a stateful posterior, discrete route codes); their own
+# test files check the hand-derived gradients.
+SURROGATE_GRADIENTS = {"sail", "hypo", "alol", "lcpo"}
+
+
+@pytest.mark.parametrize("name", sorted(set(available_objectives()) - SURROGATE_GRADIENTS))
 def test_gradients_match_finite_differences(name, make_batch):
     objective = get_objective(name)
     batch = make_batch(5)

@@ -103,9 +103,7 @@ SLOW_POINTS = [
 
 @pytest.mark.parametrize("point", [*FAST_POINTS, *[pytest.param(p, marks=pytest.mark.slow) for p in SLOW_POINTS]],
                          ids=lambda p: p.spec)
-def test_sigkill_at_injected_point_then_resume(tmp_path, uninterrupted, point, request):
-    if "slow" in request.node.keywords and "slow" not in request.config.getoption("markexpr"):
-        pytest.skip("one more kill point (~20 s); run with -m slow")
+def test_sigkill_at_injected_point_then_resume(tmp_path, uninterrupted, point):
     out = tmp_path / "run"
     proc = subprocess.run(_cmd(out), capture_output=True, text=True, timeout=600,
                           env={**os.environ, FAULT_ENV: point.spec})

@@ -148,7 +148,5 @@ def test_invalid_inputs(model, tokenizer) -> None:  # type: ignore[no-untyped-de
     with pytest.raises(ConfigError, match="sampling.batch_size"):
         HFSampler(model, tokenizer, batch_size=0)
     assert isinstance(build_sampler("hf", model, tokenizer, batch_size=4, progress=False), HFSampler)
-    with pytest.raises(ConfigError, match=r"selm\[vllm\]"):
-        build_sampler("vllm", model, tokenizer)
     with pytest.raises(ConfigError, match="unknown backend 'foo'; available: hf, vllm"):
         build_sampler("foo", model, tokenizer)

@@ -118,9 +118,7 @@ def test_incomplete_folder_is_an_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_default_starting_model_is_formatted_but_unaligned(tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    if "slow" not in request.config.getoption("markexpr"):
-        pytest.skip("builds the real starting model (~20 s); run with -m slow")
+def test_default_starting_model_is_formatted_but_unaligned(tmp_path: Path) -> None:
     from selm.sampling import HFSampler, SamplingParams
 
     task = get_task("sort")

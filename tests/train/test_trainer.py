@@ -88,7 +88,8 @@ def test_reference_cache_hits_and_invalidates(tmp_path, make_pairs):
     second.precompute_reference()
     assert second.reference_cache_hit is True
     # cached == recomputed
-    recomputed = compute_reference_logps(frozen_copy(build_tiny_model(300)), pairs, 0, progress=False)
+    recomputed = compute_reference_logps(frozen_copy(build_tiny_model(300)), pairs, 0, progress=False,
+                                         batch_size=second.args.per_device_eval_batch_size, packing=second.packing)
     for key in ("chosen", "rejected"):
         torch.testing.assert_close(second.reference_logps[key], recomputed[key], atol=0, rtol=0)
     # another reference (different weights) or other data -> recomputed
@@ -208,3 +209,49 @@ def test_lora_reference_fingerprint_ignores_adapters_but_not_base_weights():
     with torch.no_grad():
         next(p for n, p in model.named_parameters() if "lora_" not in n).add_(1.0)
     assert model_fingerprint(model, exclude="lora_") != before
+
+
+@pytest.mark.parametrize("objective", ["dpo", "selm", "tdpo2"])
+def test_padding_free_gives_the_padded_gradients_and_reference(tmp_path, make_pairs, objective):
+    """The packed path (default) and the padded path: same reference log-probs, same accumulated
+    gradient, also for the exploration response (selm) and the live-reference KL (tdpo2)."""
+    pairs = make_pairs(6, explore=True)
+    grads, references = [], []
+    for padding_free in (True, False):
+        model = build_tiny_model(300)
+        trainer = trainer_for(model, pairs, tmp_path / str(padding_free), objective=objective,
+                              padding_free=padding_free, per_device_train_batch_size=3, gradient_accumulation_steps=2)
+        assert trainer.packing == ("rows" if padding_free else None)
+        trainer.precompute_reference()
+        references.append(trainer.reference_logps)
+        n_global, micro = trainer._windows(0)[0]
+        ok, _, _ = trainer._accumulate(micro, n_global)
+        assert ok
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    if objective == "tdpo2":
+        assert references == [None, None]
+    else:
+        assert references[0].keys() == references[1].keys() >= {"chosen", "rejected"}
+        for key in references[0]:
+            torch.testing.assert_close(references[0][key], references[1][key], atol=1e-5, rtol=1e-6)
+
+
+def test_group_by_length_keeps_similar_lengths_together(tmp_path, make_pairs):
+    pairs = make_pairs(40)
+    trainer = trainer_for(build_tiny_model(300), pairs, tmp_path, group_by_length=True,
+                          per_device_train_batch_size=4, gradient_accumulation_steps=2)
+    order = trainer._epoch_order(0)
+    assert sorted(order) == list(range(40)) and order != trainer._epoch_order(1)
+    length = [len(p.prompt_ids) + max(len(p.chosen_ids), len(p.rejected_ids)) for p in pairs]
+    # 40 pairs fit in one sorting window: each global batch of 8 is a run of the sorted lengths, so
+    # the batches' length ranges add up to at most the overall range (a random order's do not).
+    def spread(order):
+        return sum(max(length[i] for i in order[k:k + 8]) - min(length[i] for i in order[k:k + 8])
+                   for k in range(0, 40, 8))
+    assert spread(order) <= max(length) - min(length) < spread(trainer_for(
+        build_tiny_model(300), pairs, tmp_path / "random", per_device_train_batch_size=4,
+        gradient_accumulation_steps=2)._epoch_order(0))
+    n_global, micro = trainer._windows(0)[0]
+    assert n_global == 8 and [i for m in micro for i in m] == order[:8]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from selm.data.preference import PreferencePair
@@ -22,6 +22,9 @@ class TokenizedPair:
         chosen_ids: [C] chosen response tokens (ending with EOS unless truncated).
         rejected_ids: [R] rejected response tokens.
         explore_ids: [E] exploration response tokens, or None.
+        online_ids: k online samples of the prompt ([O_j] tokens each), or None (HyPO's KL term).
+        extras: per-pair numbers an objective reads, keyed by PreferenceBatch field name
+            (``routes``, ``label_probs``, ``chosen_advantages``, ``rejected_advantages``).
     """
 
     index: int
@@ -29,6 +32,8 @@ class TokenizedPair:
     chosen_ids: list[int]
     rejected_ids: list[int]
     explore_ids: list[int] | None = None
+    online_ids: list[list[int]] | None = None
+    extras: dict[str, float] = field(default_factory=dict)
 
 
 def tokenize_preference_pairs(

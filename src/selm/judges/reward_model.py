@@ -14,6 +14,10 @@ start of long prompts), ``use_chat_template``, ``label_index`` (which logit is t
 the head has several), ``device`` (``auto``: cuda if available), ``dtype`` (``auto``: float32 on
 CPU, bfloat16 on a GPU that supports it), ``trust_remote_code`` (off by default) and
 ``allow_pickle`` (off by default: only safetensors weights are loaded).
+
+An ensemble trained by ``selm reward-model train`` (folders ``member-0``, ``member-1``, ... under
+``path``, see ``ENSEMBLE_FILE``) is loaded whole: each item's score is ``mean − ensemble_k · std``
+over the members (std with ddof=0; ``ensemble_k: 0`` is the plain mean).
 """
 
 from __future__ import annotations
@@ -31,6 +35,42 @@ from selm.judges.base import ItemFailure, Judge
 from selm.judges.registry import register_judge_kind
 
 logger = logging.getLogger(__name__)
+
+# Written by `selm reward-model train` beside the member folders of an ensemble.
+ENSEMBLE_FILE = "selm_reward_ensemble.json"
+
+
+def render_for_reward_model(tokenizer: Any, prompts: list[str], responses: list[str],
+                            use_chat_template: bool = True) -> list[str]:
+    """The texts a reward model reads: a [user, assistant] chat when ``tokenizer`` has a template
+    (and ``use_chat_template``), else ``prompt + response``. Training and judging both use this."""
+    if use_chat_template and getattr(tokenizer, "chat_template", None):
+        return [tokenizer.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
+                                              tokenize=False)
+                for p, r in zip(prompts, responses)]
+    return [p + r for p, r in zip(prompts, responses)]
+
+
+def encode_for_reward_model(tokenizer: Any, prompts: list[str], responses: list[str], max_length: int,
+                            truncation_side: str = "right", use_chat_template: bool = True) -> list[list[int]]:
+    """Token ids of ``render_for_reward_model``'s texts, cut to ``max_length`` on ``truncation_side``."""
+    templated = use_chat_template and bool(getattr(tokenizer, "chat_template", None))
+    # A chat template writes its own special tokens (BOS included); adding them again would
+    # duplicate BOS. Plain concatenation gets the tokenizer's usual special tokens.
+    ids = tokenizer(render_for_reward_model(tokenizer, prompts, responses, use_chat_template),
+                    add_special_tokens=not templated)["input_ids"]
+    return [x[:max_length] for x in ids] if truncation_side == "right" else [x[-max_length:] for x in ids]
+
+
+def ensemble_members(path: str) -> list[str]:
+    """The member folders of an ensemble saved at ``path``, or ``[path]`` for a single model."""
+    import json
+
+    folder = Path(path).expanduser()
+    if not (folder / ENSEMBLE_FILE).is_file():
+        return [path]
+    members = json.loads((folder / ENSEMBLE_FILE).read_text())["members"]
+    return [str(folder / name) for name in members]
 
 
 @register_judge_kind
@@ -53,6 +93,7 @@ class RewardModelJudge(Judge):
         dtype: str = "auto"
         trust_remote_code: bool = False
         allow_pickle: bool = False
+        ensemble_k: float = Field(0.0, ge=0, description="ensembles: score = mean − k·std over members")
 
     def __init__(self, options: Options):
         super().__init__(options)
@@ -69,7 +110,8 @@ class RewardModelJudge(Judge):
             dtype = resolve_dtype(options.dtype, self.device)
         except ModelLoadError as exc:
             raise ModelLoadError(f"judge 'reward_model': {exc}") from None
-        self.model = self._load_model(dtype)
+        self.models = [self._load_model(dtype, member) for member in ensemble_members(options.path)]
+        self.model = self.models[0]
         num_labels = self.model.config.num_labels
         if options.label_index is None and num_labels != 1:
             raise ModelLoadError(f"judge {self.name}: the model has {num_labels} output labels; "
@@ -78,17 +120,17 @@ class RewardModelJudge(Judge):
             raise ModelLoadError(f"judge {self.name}: label_index {options.label_index} but the model "
                                  f"has {num_labels} output labels")
         # Sequence-classification heads pool at the last non-pad token and need to know the pad id.
-        if self.model.config.pad_token_id is None:
-            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        for model in self.models:
+            if model.config.pad_token_id is None:
+                model.config.pad_token_id = self.tokenizer.pad_token_id
 
     @property
     def label(self) -> str:
         return self.options.path
 
-    def _load_model(self, dtype: Any) -> Any:
+    def _load_model(self, dtype: Any, path: str) -> Any:
         from transformers import AutoModelForSequenceClassification
 
-        path = self.options.path
         local = Path(path).expanduser()
         source = str(local) if local.exists() else path
         try:
@@ -106,32 +148,17 @@ class RewardModelJudge(Judge):
 
     def render(self, prompts: list[str], responses: list[str]) -> list[str]:
         """The exact texts the reward model reads, one per (prompt, response)."""
-        if self._templated:
-            return [
-                self.tokenizer.apply_chat_template(
-                    [{"role": "user", "content": p}, {"role": "assistant", "content": r}], tokenize=False
-                )
-                for p, r in zip(prompts, responses)
-            ]
-        return [p + r for p, r in zip(prompts, responses)]
-
-    @property
-    def _templated(self) -> bool:
-        return self.options.use_chat_template and bool(getattr(self.tokenizer, "chat_template", None))
+        return render_for_reward_model(self.tokenizer, prompts, responses, self.options.use_chat_template)
 
     def encode(self, prompts: list[str], responses: list[str]) -> list[list[int]]:
         """Token ids the reward model scores (rendered, tokenised, truncated to ``max_length``)."""
-        # A chat template writes its own special tokens (BOS included); adding them again would
-        # duplicate BOS. Plain concatenation gets the tokenizer's usual special tokens.
-        ids = self.tokenizer(self.render(prompts, responses), add_special_tokens=not self._templated)["input_ids"]
-        limit = self.options.max_length
-        truncated = sum(len(x) > limit for x in ids)
+        o = self.options
+        full = encode_for_reward_model(self.tokenizer, prompts, responses, 10**9, o.truncation_side, o.use_chat_template)
+        truncated = sum(len(x) > o.max_length for x in full)
         if truncated:
             logger.warning("judge %s: %d of %d texts truncated to max_length=%d (%s side)",
-                           self.name, truncated, len(ids), limit, self.options.truncation_side)
-        if self.options.truncation_side == "right":
-            return [x[:limit] for x in ids]
-        return [x[-limit:] for x in ids]
+                           self.name, truncated, len(full), o.max_length, o.truncation_side)
+        return [x[:o.max_length] if o.truncation_side == "right" else x[-o.max_length:] for x in full]
 
     def _score(self, prompts: list[str], responses: list[str]) -> Sequence[Any]:
         import torch
@@ -155,7 +182,10 @@ class RewardModelJudge(Judge):
                 for row, n in enumerate(chunk):
                     input_ids[row, : len(ids[n])] = torch.tensor(ids[n])
                     mask[row, : len(ids[n])] = 1
-                logits = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).logits
+                member_scores = torch.stack([
+                    model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).logits[:, label]
+                    .double() for model in self.models])
+                combined = member_scores.mean(0) - self.options.ensemble_k * member_scores.std(0, correction=0)
                 for row, n in enumerate(chunk):
-                    scores[n] = float(logits[row, label].float())
+                    scores[n] = float(combined[row])
         return scores

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from selm.config import StrictModel
 from selm.train.config import LoraConfig, ObjectiveSpec, TrainingArguments
+from selm.train.warmup import WarmupConfig
 
 
 class PromptsConfig(StrictModel):
@@ -43,9 +44,30 @@ class SamplingConfig(StrictModel):
 class PairsConfig(StrictModel):
     """How scored candidates become (chosen, rejected) pairs."""
 
-    strategy: Literal["best_worst", "best_random", "best_second", "all_pairs"] = "best_worst"
+    strategy: Literal["best_worst", "best_random", "best_second", "all_pairs", "dataset"] = Field(
+        "best_worst", description="dataset: the prompt's own dataset pair, as labelled (needs prompts.dataset_responses)")
     min_margin: float = Field(0.0, ge=0)
     length_penalty: float = Field(0.0, ge=0, description="score − λ·tokens before pairing")
+
+
+class SailConfig(StrictModel):
+    """SAIL's per-prompt routes (Ding et al. 2024); the remaining probability is plain offline DPO."""
+
+    dp: float = Field(0.0, ge=0, le=1, description="r: the dataset pair, label resampled from the policy")
+    pp: float = Field(0.0, ge=0, le=1, description="p: two policy samples, label sampled from the policy")
+    pr: float = Field(0.0, ge=0, le=1, description="g: two policy samples, labelled by the judge")
+
+    @model_validator(mode="after")
+    def _sum(self) -> "SailConfig":
+        if self.dp + self.pp + self.pr > 1 + 1e-9:
+            raise ValueError(f"sail: dp + pp + pr must be <= 1, got {self.dp + self.pp + self.pr}")
+        return self
+
+
+class SelfJudgeConfig(StrictModel):
+    """OSP (Zhai et al. 2024): the round-start policy scores its own candidates; soft labels."""
+
+    tau: float = Field(1.0, gt=0, description="label p = σ((s_w − s_l)/τ) from the self-scores s")
 
 
 class EvalConfig(StrictModel):
@@ -54,6 +76,15 @@ class EvalConfig(StrictModel):
     samples_per_prompt: int = Field(2, gt=0)
     temperature: float = Field(1.0, ge=0, description="1.0 keeps the KL estimate unbiased")
     judge: dict[str, Any] | None = Field(None, description="default: the training judge")
+    best_of_n: int = Field(0, ge=0, description="inference-time baseline: per held-out prompt, N samples "
+                                                "of the round's policy, the eval judge picks one; 0 = off")
+
+
+# The quickstart's training block. `selm run train.x=y` without a recipe starts from all of it, so
+# one override changes one key instead of resetting the block to TrainingArguments' generic defaults.
+QUICKSTART_TRAIN: dict[str, Any] = {
+    "learning_rate": 1e-4, "per_device_train_batch_size": 8, "num_train_epochs": 1, "warmup_ratio": 0.0,
+    "lr_scheduler_type": "constant", "max_length": 64, "logging_steps": 2, "save_steps": 4, "max_grad_norm": 1.0}
 
 
 class RunConfig(StrictModel):
@@ -71,13 +102,16 @@ class RunConfig(StrictModel):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     judge: dict[str, Any] = Field(default_factory=lambda: {"kind": "gold", "task": "sort"})
     pairs: PairsConfig = Field(default_factory=PairsConfig)
+    sail: SailConfig | None = Field(None, description="SAIL routes; needs the 'sail' objective")
+    self_judge: SelfJudgeConfig | None = Field(
+        None, description="OSP: rank candidates by the policy's mean token log-prob, soft labels")
     objective: ObjectiveSpec = Field(default_factory=lambda: {"name": "selm", "beta": 0.1, "alpha": 0.001})
     reference: Literal["round_start", "initial", "none", "ema"] = "round_start"
     reference_ema_decay: float = Field(0.5, ge=0, le=1, description="ema: π_ref ← d·π_ref + (1−d)·π_round_start")
     lora: LoraConfig | None = None
-    train: TrainingArguments = Field(default_factory=lambda: TrainingArguments(
-        learning_rate=1e-4, per_device_train_batch_size=8, num_train_epochs=1, warmup_ratio=0.0,
-        lr_scheduler_type="constant", max_length=64, logging_steps=2, save_steps=4, max_grad_norm=1.0))
+    warmup_sft: WarmupConfig | None = Field(
+        None, description="SFT on the task's demonstrations before round 1 (cached); π0 is the warmed-up model")
+    train: TrainingArguments = Field(default_factory=lambda: TrainingArguments(**QUICKSTART_TRAIN))
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @model_validator(mode="after")
@@ -98,6 +132,21 @@ class RunConfig(StrictModel):
                              "(sampling.n >= 2, or prompts.dataset_responses: true)")
         if self.prompts.dataset_responses and self.prompts.train is None:
             raise ValueError("prompts.dataset_responses needs prompts.train: a preference file with chosen/rejected")
+        if ("routes" in objective.requires) != (self.sail is not None):
+            raise ValueError("the 'sail' objective and the sail: routes go together (set both or neither)")
+        if ("label_probs" in objective.requires) != (self.self_judge is not None):
+            raise ValueError(f"objective '{objective.name}': soft labels (label_probs) come from self_judge; "
+                             f"set both or neither")
+        uses_dataset = self.pairs.strategy == "dataset" or (
+            self.sail is not None and self.sail.pp + self.sail.pr < 1 - 1e-9)
+        if uses_dataset and not self.prompts.dataset_responses:
+            raise ValueError("pairs.strategy dataset and sail's dp/offline routes need prompts.dataset_responses: true")
+        if "policy_online_logps" in objective.requires and self.sampling.n < 2:
+            raise ValueError(f"objective '{objective.name}': the leave-one-out KL needs sampling.n >= 2 online samples")
+        if self.sail is not None and self.sail.pp + self.sail.pr > 0 and self.sampling.n < 2:
+            raise ValueError("sail: the pp and pr routes need sampling.n >= 2 policy samples")
+        if self.warmup_sft is not None and self.task is None:
+            raise ValueError("warmup_sft needs a built-in task (its demonstrations are the SFT data)")
         if self.task is None and (self.prompts.train is None or self.prompts.eval is None):
             raise ValueError("without a built-in task, set prompts.train and prompts.eval")
         if self.train.lora is not None:

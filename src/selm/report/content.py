@@ -169,6 +169,8 @@ def _total_time(row: Row) -> float | None:
 SUMMARY_COLUMNS: tuple[_Column, ...] = (
     _metric("judge reward", "reward_mean", "reward_std"),
     _metric("gold reward", "gold_reward_mean", "gold_reward_std"),
+    _metric("best-of-N judge reward", "eval/best_of_n_reward"),
+    _metric("best-of-N gold reward", "eval/best_of_n_gold_reward"),
     _metric("KL (nats)", "kl"),
     _metric("win vs round 0", "win_rate_vs_initial"),
     _metric("win vs previous", "win_rate_vs_previous"),

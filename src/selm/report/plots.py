@@ -56,7 +56,12 @@ SPARE_COLOURS = (VERMILLION, YELLOW, GREY)
 
 # Metrics keys drawn in a plot below (and every time/<phase>_s key), so the "other metrics" table skips them.
 PLOTTED_KEYS = frozenset({"reward_mean", "reward_std", "gold_reward_mean", "gold_reward_std", "kl",
-                          "win_rate_vs_initial", "win_rate_vs_previous", "length_mean"})
+                          "win_rate_vs_initial", "win_rate_vs_previous", "length_mean",
+                          "eval/best_of_n_reward", "eval/best_of_n_gold_reward",
+                          "diag/chosen_logp_fell_frac", "diag/rejected_logp_rose_frac", "diag/both_logp_fell_frac"})
+
+# Best-of-N baseline of each reward series (drawn dashed in its panel).
+BEST_OF_N_KEYS = {"reward_mean": "eval/best_of_n_reward", "gold_reward_mean": "eval/best_of_n_gold_reward"}
 
 # (train_log key, y label) of the training-curve panels.
 TRAIN_PANELS = (("loss", "loss"), ("rewards/accuracies", "reward accuracy"), ("rewards/margins", "implicit reward"))
@@ -140,6 +145,11 @@ def reward_plot(run: RunData) -> Figure | None:
                                 color=colour, alpha=0.18, linewidth=0, label="± 1 std")
             else:  # a band needs two points; one round gets an error bar
                 ax.errorbar(rounds, means, yerr=stds, color=colour, capsize=4, fmt="none", label="± 1 std")
+        best_rounds, best = run.series(BEST_OF_N_KEYS[mean_key])
+        if best:
+            n = next((number(row.get("eval/best_of_n")) for row in run.metrics if "eval/best_of_n" in row), None)
+            ax.plot(best_rounds, best, marker="s", linestyle="--", color=GREY,
+                    label=f"best-of-{n:.0f} (baseline)" if n else "best-of-N (baseline)")
         ax.set_title(name[0].upper() + name[1:] + " per round")
         ax.set_ylabel(f"{name} (held-out mean)")
         _round_axis(ax, run)
@@ -163,6 +173,74 @@ def frontier_plot(run: RunData) -> Figure | None:
         ax.set_title(f"{name[0].upper() + name[1:]} vs KL")
         ax.set_xlabel("KL(policy ‖ starting policy) (nats)")
         ax.set_ylabel(f"{name} (held-out mean)")
+    return fig
+
+
+def proxy_gold_plot(run: RunData) -> Figure | None:
+    """The judge's (proxy) reward and the task's gold reward on one round axis, each on its own scale.
+
+    Only for runs whose judge is not the gold reward itself: over-optimization of a learned or
+    heuristic judge shows as the proxy climbing while the gold reward stalls or falls.
+    """
+    judge = run.config.get("judge") if isinstance(run.config.get("judge"), dict) else {}
+    if judge.get("kind", "gold") == "gold":
+        return None
+    proxy, gold = run.series("reward_mean"), run.series("gold_reward_mean")
+    if len(proxy[1]) < 2 or len(gold[1]) < 2:
+        return None
+    fig, (ax,) = _new_figure(1, 7.0, 3.8)
+    ax.plot(*proxy, marker="o", color=BLUE, label="proxy (judge) reward")
+    ax.set_ylabel("proxy reward (held-out mean)", color=BLUE)
+    twin = ax.twinx()
+    twin.plot(*gold, marker="s", color=ORANGE, label="gold reward")
+    twin.set_ylabel("gold reward (held-out mean)", color=ORANGE)
+    twin.grid(False)
+    ax.set_title("Proxy vs gold reward per round")
+    _round_axis(ax, run)
+    ax.legend(handles=ax.get_lines() + twin.get_lines(), loc="best")
+    return fig
+
+
+def entanglement_plot(run: RunData) -> Figure | None:
+    """Cosine of ∇log π(chosen), ∇log π(rejected) and ⟨g_c, g_r⟩ / min(‖g_c‖², ‖g_r‖²) over steps."""
+    logs = _round_logs(run)
+    panels = [(key, label) for key, label in (("diag/grad_cosine", "cos(g_c, g_r)"),
+                                              ("diag/grad_ratio", "⟨g_c,g_r⟩ / min(‖g_c‖²,‖g_r‖²)"))
+              if any(key in log.series for log in logs)]
+    if not panels:
+        return None
+    fig, axes = _new_figure(len(panels), 9.0, 0.8 + 2.3 * len(panels), sharex=True)
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        _plot_segments(ax, logs, key, PURPLE, marker="o")
+        if key == "diag/grad_ratio":
+            # Above 1 the chosen and rejected log-probs move in the same direction.
+            ax.axhline(1.0, color=VERMILLION, linestyle="--", linewidth=1, label="1: entangled above")
+            ax.legend(loc="best")
+        ax.set_ylabel(label)
+        for log in logs[1:]:
+            ax.axvline(log.start + 0.5, color=GREY, linestyle=":", linewidth=1.2)
+    axes[0].set_title("Gradient entanglement on the probe pairs (rounds end to end)")
+    axes[-1].set_xlabel("optimizer step (all rounds)")
+    return fig
+
+
+def logp_shift_plot(run: RunData) -> Figure | None:
+    """Per round, the fraction of its training pairs whose chosen log-prob fell / rejected rose."""
+    lines = [(key, label, colour) for key, label, colour in
+             (("diag/chosen_logp_fell_frac", "chosen log-prob fell", VERMILLION),
+              ("diag/rejected_logp_rose_frac", "rejected log-prob rose", PURPLE),
+              ("diag/both_logp_fell_frac", "both fell", GREY))
+             if run.series(key)[1]]
+    if not lines:
+        return None
+    fig, (ax,) = _new_figure(1, 7.0, 3.8)
+    for key, label, colour in lines:
+        ax.plot(*run.series(key), marker="o", color=colour, label=label)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_title("Log-prob shifts of each round's pairs")
+    ax.set_ylabel("fraction of the round's pairs")
+    _round_axis(ax, run)
+    ax.legend(loc="best")
     return fig
 
 
@@ -301,12 +379,17 @@ def time_plot(run: RunData) -> Figure | None:
 PLOTS: tuple[tuple[str, str, str, Callable[[RunData], Figure | None]], ...] = (
     ("reward.png", "Reward per round",
      ("Mean reward of the policy's responses to the held-out prompts; the band is ± 1 standard deviation "
-      "across responses. The gold reward (built-in tasks) is the true objective; the judge's is what was optimized."),
+      "across responses. The gold reward (built-in tasks) is the true objective; the judge's is what was optimized. "
+      "Dashed grey: the best-of-N baseline (N samples per prompt, the judge's favourite kept), when evaluated."),
      reward_plot),
     ("reward_vs_kl.png", "Reward vs KL",
      ("Reward against the estimated KL divergence from the starting policy (nats per response), one point "
       "per round: up and to the left is a better trade-off."),
      frontier_plot),
+    ("proxy_vs_gold.png", "Proxy vs gold reward",
+     ("The judge's reward (the proxy that was optimized) and the task's gold reward per round, each on its "
+      "own axis: a proxy that keeps rising while the gold reward stalls or falls is over-optimization."),
+     proxy_gold_plot),
     ("win_rate.png", "Win rate per round",
      ("Fraction of held-out prompts where the round's response out-scores the starting policy's (or the "
       "previous round's) under the judge; 0.5 means no change."),
@@ -318,6 +401,15 @@ PLOTS: tuple[tuple[str, str, str, Callable[[RunData], Figure | None]], ...] = (
       "(with the chosen and rejected rewards), rounds laid end to end; dotted lines mark round boundaries."),
      training_plot),
     ("time.png", "Time per phase", "Wall-clock seconds spent in each phase of each round.", time_plot),
+    ("entanglement.png", "Gradient entanglement",
+     ("On a fixed probe set of training pairs: cosine of the gradients of the chosen and rejected log-probs, "
+      "and ⟨g_c, g_r⟩ / min(‖g_c‖², ‖g_r‖²); above 1, a margin step moves both log-probs the same way "
+      "(Yuan et al. 2024)."),
+     entanglement_plot),
+    ("logp_shift.png", "Log-prob shifts per round",
+     ("Fraction of each round's training pairs whose chosen log-prob fell, or rejected log-prob rose, "
+      "from the round-start policy to the trained one."),
+     logp_shift_plot),
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 
 from selm.errors import ConfigError, DataError
@@ -45,6 +46,11 @@ class Task(ABC):
         """A response in the right format but not aligned with the goal: what the starting
         ("SFT") model is trained to imitate."""
 
+    def sample_eval_prompt(self, rng: random.Random) -> str:
+        """One random held-out prompt; tasks whose held-out prompts come from a separate
+        distribution (e.g. unseen topics) override this."""
+        return self.sample_prompt(rng)
+
     def eval_prompts(self, n: int) -> list[str]:
         """The first ``n`` prompts of the fixed held-out pool (same on every call)."""
         if not 0 <= n <= self.eval_pool_size:
@@ -72,9 +78,11 @@ class Task(ABC):
 
     @functools.cached_property
     def _eval_pool(self) -> list[str]:
-        return self._distinct_prompts(random.Random(f"{self.name}/eval"), self.eval_pool_size, exclude=set())
+        return self._distinct_prompts(random.Random(f"{self.name}/eval"), self.eval_pool_size, exclude=set(),
+                                      sample=self.sample_eval_prompt)
 
-    def _distinct_prompts(self, rng: random.Random, n: int, exclude: set[str]) -> list[str]:
+    def _distinct_prompts(self, rng: random.Random, n: int, exclude: set[str],
+                          sample: Callable[[random.Random], str] | None = None) -> list[str]:
         seen: set[str] = set()
         prompts: list[str] = []
         # The prompt space is far larger than any sensible request; the cap only turns an
@@ -82,7 +90,7 @@ class Task(ABC):
         for _ in range(100 * n + 1000):
             if len(prompts) == n:
                 break
-            prompt = self.sample_prompt(rng)
+            prompt = (sample or self.sample_prompt)(rng)
             if prompt not in seen and prompt not in exclude:
                 seen.add(prompt)
                 prompts.append(prompt)

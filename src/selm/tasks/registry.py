@@ -6,9 +6,11 @@ from collections.abc import Callable
 
 from selm.errors import ConfigError
 from selm.tasks.base import Task
+from selm.tasks.echo import EchoTask
+from selm.tasks.ifeval import IfEvalTask
 from selm.tasks.sort import SortTask
 
-_TASKS: dict[str, Callable[[], Task]] = {"sort": SortTask}
+_TASKS: dict[str, Callable[[], Task]] = {"echo": EchoTask, "ifeval": IfEvalTask, "sort": SortTask}
 
 
 def available_tasks() -> list[str]:

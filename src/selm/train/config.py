@@ -42,6 +42,14 @@ class TrainingArguments(StrictModel):
     max_length: int = Field(1024, gt=1)
     max_prompt_length: int | None = Field(None, gt=0)
     chunk_size: int = Field(1024, gt=0, description="response positions per output-layer chunk")
+    padding_free: bool = Field(
+        True, description="pack each micro-batch's sequences without pad tokens (training, eval and the "
+                          "reference precompute); same log-probs as padding up to float rounding. Checked "
+                          "on the model first: falls back to padding, with a warning, if it cannot keep "
+                          "packed sequences apart")
+    group_by_length: bool = Field(
+        False, description="batch pairs of similar length together (seeded windows, still shuffled): "
+                           "less padding or packing filler per micro-batch; changes the data order")
     logging_steps: int = Field(1, gt=0)
     eval_steps: int | None = Field(None, gt=0)
     save_steps: int | None = Field(None, gt=0)
@@ -49,6 +57,10 @@ class TrainingArguments(StrictModel):
     seed: int = 42
     report_to: list[Literal["tensorboard", "wandb", "trackio"]] = Field(default_factory=list)
     max_nonfinite_steps: int = Field(5, gt=0, description="stop after this many non-finite losses in a row")
+    diagnostics_steps: int | None = Field(
+        None, gt=0, description="every k steps, log gradient-entanglement diagnostics (diag/grad_*) "
+                                "on a fixed probe set of training pairs; costs 2 backwards per probe pair")
+    diagnostics_pairs: int = Field(16, gt=0, description="probe pairs: the first N training pairs")
 
     @model_validator(mode="after")
     def _prompt_fits(self) -> "TrainingArguments":

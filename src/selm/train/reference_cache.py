@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from selm.data import TokenizedPair, collate_preference_batch
+from selm.data.packing import PackingLayout
 from selm.logprobs import ReferencePolicy, sequence_stats
 
 ROLES = ("chosen", "rejected", "explore")
@@ -49,8 +50,13 @@ def compute_reference_logps(
     include_explore: bool = False,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    packing: PackingLayout | None = None,
 ) -> dict[str, torch.Tensor]:
     """Summed reference log-probs of every pair's responses.
+
+    ``packing`` (None, ``"rows"`` or ``"one_row"``) packs each batch of ``batch_size`` pairs
+    without padding, as the trainer does when ``padding_free`` holds; the values are the padded
+    ones up to float rounding.
 
     Returns:
         ``{"chosen": [P], "rejected": [P], "explore": [P] (if include_explore)}`` float32, in the
@@ -65,7 +71,8 @@ def compute_reference_logps(
                        disable=not progress, leave=False)
             for start in bar:
                 chunk = pairs[start:start + batch_size]
-                batch = collate_preference_batch(chunk, pad_token_id, include_explore=include_explore).to(device)
+                batch = collate_preference_batch(chunk, pad_token_id, include_explore=include_explore,
+                                                 packing=packing).to(device)
                 logps = sequence_stats(model, batch, chunk_size=chunk_size).logps.float().cpu()
                 for i, role in enumerate(out):
                     out[role].append(logps[i * len(chunk):(i + 1) * len(chunk)])

@@ -24,16 +24,23 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from selm.data import TokenizedPair, collate_preference_batch
+from selm.data import TokenizedPair, collate_preference_batch, length_grouped_batches
 from selm.distributed import broadcast_from_main, gather_in_order, shard_bounds
 from selm.errors import UserError
-from selm.logprobs import ReferencePolicy, SequenceBatch, SequenceStats, sequence_stats
+from selm.logprobs import AnySequenceBatch, ReferencePolicy, SequenceStats, sequence_stats
 from selm.modeling.loading import model_fingerprint
 from selm.objectives import Objective, PreferenceBatch
+from selm.objectives.base import CLIPPED_RATIO_FIELDS, PAIR_VALUE_FIELDS
 from selm.train.config import TrainingArguments
+from selm.train.diagnostics import pair_gradient_stats
+from selm.train.packing_check import resolve_packing
 from selm.train.reference_cache import cached_reference_logps
 
 STATE_FILE = "trainer_state.json"
+# Summed reference log-probs: a live reference that only feeds the engine's per-token statistics
+# (A-LoL seq) needs no second forward for these.
+REFERENCE_LOGP_FIELDS = frozenset({"reference_chosen_logps", "reference_rejected_logps", "reference_explore_logps",
+                                   "reference_online_logps"})
 
 
 class NonFiniteLossError(UserError):
@@ -74,8 +81,10 @@ class SequenceStatsModel(torch.nn.Module):
         self.policy = policy
         self.chunk_size = chunk_size
 
-    def forward(self, batch: SequenceBatch, reference: ReferencePolicy | None = None) -> SequenceStats:
-        return sequence_stats(self.policy, batch, chunk_size=self.chunk_size, reference=reference)
+    def forward(self, batch: AnySequenceBatch, reference: ReferencePolicy | None = None,
+                ratio_clip: float | None = None) -> SequenceStats:
+        return sequence_stats(self.policy, batch, chunk_size=self.chunk_size, reference=reference,
+                              ratio_clip=ratio_clip)
 
 
 class PreferenceTrainer:
@@ -127,12 +136,26 @@ class PreferenceTrainer:
         self.progress = progress and self.accelerator.is_main_process
         self.include_explore = "policy_explore_logps" in objective.requires
         self.need_kl = bool(objective.requires & {"chosen_seq_kl", "rejected_seq_kl"})
+        self.ratio_clip = objective.token_ratio_clip if objective.requires & CLIPPED_RATIO_FIELDS else None
+        self.include_online = "policy_online_logps" in objective.requires
+        self.pair_values = sorted(objective.requires & PAIR_VALUE_FIELDS)
         if self.include_explore and any(p.explore_ids is None for p in self.train_pairs):
             missing = next(p.index for p in self.train_pairs if p.explore_ids is None)
             raise UserError(f"objective '{objective.name}' needs an exploration response ('explore') "
                             f"for every pair; row {missing} has none")
+        for name in self.pair_values:
+            missing = next((p.index for p in self.train_pairs + self.eval_pairs if name not in p.extras), None)
+            if missing is not None:
+                raise UserError(f"objective '{objective.name}' needs '{name}' for every pair; row {missing} has none")
+        online_counts = {len(p.online_ids or []) for p in self.train_pairs + self.eval_pairs}
+        if self.include_online and (len(online_counts) != 1 or 0 in online_counts):
+            raise UserError(f"objective '{objective.name}' needs the same number (>= 1) of online samples "
+                            f"('online_ids') for every pair")
         self.reference_logps: dict[str, torch.Tensor] | None = None
         self.reference_cache_hit: bool | None = None
+        # Checked on the bare models, before Accelerate wraps or shards them.
+        separate_reference = [self.reference.model] if self.reference and self.reference.model is not model else []
+        self.packing = resolve_packing(args.padding_free, model, *separate_reference)
         self.global_step = 0
         self.nonfinite_steps = 0
         self._build_optimizer()
@@ -190,7 +213,7 @@ class PreferenceTrainer:
 
     def precompute_reference(self) -> None:
         """Compute (or load from the cache) reference log-probs for every train and eval pair."""
-        if self.reference is None or self.need_kl or not self.args.precompute_reference:
+        if self.reference is None or self.objective.needs_live_reference or not self.args.precompute_reference:
             return
         pairs = self.train_pairs + self.eval_pairs
         cache_dir = Path(self.args.reference_cache_dir) if self.args.reference_cache_dir else None
@@ -198,6 +221,7 @@ class PreferenceTrainer:
             self.reference, self._reference_fingerprint(), pairs, self.pad_token_id, cache_dir=cache_dir,
             batch_size=self.args.per_device_eval_batch_size, chunk_size=self.args.chunk_size,
             include_explore=self.include_explore, device=self.accelerator.device, progress=self.progress,
+            packing=self.packing,
         )
         self.reference_logps = logps
         self.reference_cache_hit = hit
@@ -209,12 +233,13 @@ class PreferenceTrainer:
     # ----- one micro-batch ---------------------------------------------------------------------
 
     def _preference_batch(self, pairs: Sequence[TokenizedPair], train: bool) -> PreferenceBatch:
-        batch = collate_preference_batch(pairs, self.pad_token_id, include_explore=self.include_explore)
+        batch = collate_preference_batch(pairs, self.pad_token_id, include_explore=self.include_explore,
+                                         include_online=self.include_online, packing=self.packing)
         batch = batch.to(self.accelerator.device)
         b = len(pairs)
-        live_reference = self.reference if self.need_kl else None
+        live_reference = self.reference if self.need_kl or self.ratio_clip is not None else None
         with torch.set_grad_enabled(train):
-            stats = self.model(batch, reference=live_reference)
+            stats = self.model(batch, reference=live_reference, ratio_clip=self.ratio_clip)
         fields: dict[str, torch.Tensor | None] = {
             "policy_chosen_logps": stats.logps[:b],
             "policy_rejected_logps": stats.logps[b:2 * b],
@@ -226,11 +251,26 @@ class PreferenceTrainer:
         if stats.kl is not None:
             fields["chosen_seq_kl"] = stats.kl[:b]
             fields["rejected_seq_kl"] = stats.kl[b:2 * b]
+        if stats.clipped_ratio_logps is not None:
+            fields["chosen_clipped_ratio_logps"] = stats.clipped_ratio_logps[:b]
+            fields["rejected_clipped_ratio_logps"] = stats.clipped_ratio_logps[b:2 * b]
+        if "chosen_grad_norms" in self.objective.requires:
+            # Per-pair ‖∇ log π‖ (normalized_margin): one more forward and a backward per sequence.
+            norms = pair_gradient_stats(self.policy, pairs, self.pad_token_id, chunk_size=self.args.chunk_size,
+                                        batch_size=len(pairs), with_inner=False)
+            fields["chosen_grad_norms"] = norms.chosen_sq_norm.sqrt().to(stats.logps)
+            fields["rejected_grad_norms"] = norms.rejected_sq_norm.sqrt().to(stats.logps)
+        online = slice((3 if self.include_explore else 2) * b, stats.logps.shape[0])
+        if self.include_online:
+            fields["policy_online_logps"] = stats.logps[online].view(b, -1)
+        for name in self.pair_values:
+            fields[name] = torch.tensor([p.extras[name] for p in pairs], dtype=stats.logps.dtype,
+                                        device=self.accelerator.device)
         ref: dict[str, torch.Tensor] | None = None
         if self.reference_logps is not None:
             rows = torch.tensor([self._ref_row[id(p)] for p in pairs])
             ref = {k: v[rows].to(self.accelerator.device) for k, v in self.reference_logps.items()}
-        elif self.reference is not None:
+        elif self.reference is not None and self.objective.requires & REFERENCE_LOGP_FIELDS:
             with torch.no_grad(), self.reference.active() as ref_model:
                 ref_logps = sequence_stats(ref_model, batch, chunk_size=self.args.chunk_size).logps
             ref = {"chosen": ref_logps[:b], "rejected": ref_logps[b:2 * b], "explore": ref_logps[2 * b:3 * b]}
@@ -239,11 +279,21 @@ class PreferenceTrainer:
             fields["reference_rejected_logps"] = ref["rejected"]
             if self.include_explore:
                 fields["reference_explore_logps"] = ref["explore"]
+            if self.include_online:
+                fields["reference_online_logps"] = ref_logps[online].view(b, -1)
         return PreferenceBatch(**fields)
 
     # ----- data order --------------------------------------------------------------------------
 
     def _epoch_order(self, epoch: int) -> list[int]:
+        """A seeded permutation of the training pairs; with ``group_by_length``, each global batch
+        (cut from it in order by ``_windows``) holds pairs of similar length."""
+        if self.args.group_by_length:
+            a = self.args
+            global_batch = a.per_device_train_batch_size * a.gradient_accumulation_steps * self.world_size
+            lengths = [len(p.prompt_ids) + max(len(p.chosen_ids), len(p.rejected_ids), len(p.explore_ids or ()))
+                       for p in self.train_pairs]
+            return [i for batch in length_grouped_batches(lengths, global_batch, a.seed + epoch) for i in batch]
         g = torch.Generator().manual_seed(self.args.seed + epoch)
         return torch.randperm(len(self.train_pairs), generator=g).tolist()
 
@@ -326,6 +376,8 @@ class PreferenceTrainer:
                 self._log(entry, log_path, bar)
             if a.eval_steps and self.eval_pairs and self.global_step % a.eval_steps == 0:
                 self._log({"step": self.global_step, **self.evaluate()}, log_path, bar)
+            if a.diagnostics_steps and self.global_step % a.diagnostics_steps == 0:
+                self._log({"step": self.global_step, **self.gradient_diagnostics()}, log_path, bar)
             if consecutive_nonfinite >= a.max_nonfinite_steps:
                 self._save_if_possible()
                 raise NonFiniteLossError(
@@ -380,6 +432,20 @@ class PreferenceTrainer:
         if not self._finite_everywhere(finite):
             return False, [], n_tokens
         return True, records, n_tokens
+
+    def gradient_diagnostics(self) -> dict[str, float]:
+        """Gradient-entanglement metrics (``diag/grad_*``, see ``selm.train.diagnostics``) on the
+        probe set: the first ``diagnostics_pairs`` training pairs, the same at every step.
+
+        Computed by the main process only (the weights are the same everywhere; nothing here
+        runs through the DDP wrapper, so no collective is involved); {} on the others.
+        """
+        if not self.accelerator.is_main_process:
+            return {}
+        probe = self.train_pairs[: self.args.diagnostics_pairs]
+        stats = pair_gradient_stats(self.policy, probe, self.pad_token_id, chunk_size=self.args.chunk_size,
+                                    batch_size=self.args.per_device_eval_batch_size)
+        return stats.metrics()
 
     def _finite_everywhere(self, local: bool) -> bool:
         """True when no process saw a non-finite loss (one all-reduce per optimizer step)."""
@@ -456,7 +522,8 @@ class PreferenceTrainer:
         torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save(rng_states, tmp / "rng.pt")
         (tmp / STATE_FILE).write_text(json.dumps({"global_step": self.global_step,
-                                                 "nonfinite_steps": self.nonfinite_steps}))
+                                                 "nonfinite_steps": self.nonfinite_steps,
+                                                 "objective": self.objective.state_dict()}))
         shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
         self._rotate_checkpoints(path.parent)
@@ -497,6 +564,9 @@ class PreferenceTrainer:
         torch.set_rng_state(rng_states[rank] if rank < len(rng_states) else rng_states[0])
         self.global_step = int(state["global_step"])
         self.nonfinite_steps = int(state["nonfinite_steps"])
+        # LCPO's reliability: without it a resumed run would restart from the configured value.
+        if state.get("objective"):
+            self.objective.load_state_dict(state["objective"])
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:

