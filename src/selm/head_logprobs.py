@@ -24,12 +24,18 @@ import torch
 
 
 def _logits(hidden: torch.Tensor, weight: torch.Tensor, softcap: float | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """[c, V] float32 (soft-capped) logits, and tanh(z/c) when soft-capping (for its derivative)."""
-    z = (hidden @ weight.T).float()
+    """[c, V] (soft-capped) logits in at least float32, and tanh(z/c) when soft-capping (for its derivative)."""
+    z = hidden @ weight.T
+    z = z.to(_compute_dtype(z.dtype))
     if not softcap:
         return z, None
     t = torch.tanh(z / softcap)
     return t * softcap, t
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """At least float32 for the log-softmax; a float64 model (the tests' reference) stays float64."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 class _LinearTokenLogprobs(torch.autograd.Function):
@@ -37,8 +43,9 @@ class _LinearTokenLogprobs(torch.autograd.Function):
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                 softcap: float | None, chunk_size: int) -> torch.Tensor:
         m = hidden.shape[0]
-        token_logps = torch.empty(m, dtype=torch.float32, device=hidden.device)
-        lse = torch.empty(m, dtype=torch.float32, device=hidden.device)
+        dtype = _compute_dtype(weight.dtype)
+        token_logps = torch.empty(m, dtype=dtype, device=hidden.device)
+        lse = torch.empty(m, dtype=dtype, device=hidden.device)
         for start in range(0, m, chunk_size):
             end = min(start + chunk_size, m)
             z, _ = _logits(hidden[start:end], weight, softcap)
@@ -54,9 +61,9 @@ class _LinearTokenLogprobs(torch.autograd.Function):
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_h = torch.empty_like(hidden) if need_h else None
         # Accumulated in at least float32 whatever the weight dtype: many chunks add into it.
-        acc_dtype = torch.promote_types(weight.dtype, torch.float32)
+        acc_dtype = _compute_dtype(weight.dtype)
         grad_w = torch.zeros(weight.shape, dtype=acc_dtype, device=weight.device) if need_w else None
-        grad_out = grad_out.float()
+        grad_out = grad_out.to(acc_dtype)
         for start in range(0, hidden.shape[0], ctx.chunk_size):
             end = min(start + ctx.chunk_size, hidden.shape[0])
             g = grad_out[start:end, None]
@@ -87,6 +94,6 @@ def linear_token_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: t
         chunk_size: positions per [chunk_size, V] block of logits.
 
     Returns:
-        [M] float32 log-probs (nats); differentiable in ``hidden`` and ``weight``.
+        [M] log-probs (nats) in float32 (float64 for a float64 model); differentiable in ``hidden`` and ``weight``.
     """
     return _LinearTokenLogprobs.apply(hidden, weight, targets, softcap, max(1, int(chunk_size)))

@@ -305,6 +305,7 @@ def naive_sequence_logps(model: torch.nn.Module, batch: SequenceBatch) -> torch.
     Kept as the ground truth for tests and as the naive floor in benchmarks; never used to train.
     """
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                   position_ids=batch.position_ids, use_cache=False).logits.float()
+                   position_ids=batch.position_ids, use_cache=False).logits
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, batch.input_ids[:, 1:, None]).squeeze(-1)
     return (logp * batch.response_mask[:, 1:]).sum(-1)

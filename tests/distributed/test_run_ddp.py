@@ -33,6 +33,11 @@ def test_two_process_run_matches_one_process_run(tmp_path, launch):
     for r1, r2 in zip(m1, m2):
         assert r1.keys() == r2.keys()
         for key, v in r1.items():
+            if key.endswith("accuracies"):
+                # At the first step policy == reference: every margin is 0 up to the rounding of
+                # the reduction order, and accuracy counts the signs of that noise. The margins
+                # themselves are compared below.
+                continue
             assert r2[key] == (pytest.approx(v, rel=1e-4, abs=1e-6) if isinstance(v, float) else v), key
     manifest = json.loads((tmp_path / "two" / "rounds" / "01" / "manifest.json").read_text())
     assert all(p["status"] == "done" for p in manifest["phases"].values())
