@@ -1,5 +1,7 @@
 """The fused output-layer log-probs equal plain autograd through full logits (float64)."""
 
+import contextlib
+
 import pytest
 import torch
 
@@ -53,3 +55,54 @@ def test_frozen_weight_gets_no_gradient_and_a_tied_weight_sums_both():
     (linear_token_logprobs(h, w1, targets).sum() + torch.nn.functional.embedding(ids, w1).pow(2).sum()).backward()
     (_reference(h, w2, targets, None).sum() + torch.nn.functional.embedding(ids, w2).pow(2).sum()).backward()
     torch.testing.assert_close(w1.grad, w2.grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("existing_grad", [False, True])
+def test_accumulate_grad_adds_into_dot_grad_like_autograd(existing_grad):
+    # Tied weight, sparse embedding: the head adds into .grad, the embedding's sparse part lands in it.
+    g = torch.Generator().manual_seed(2)
+    ids, targets = torch.tensor([1, 2, 2, 5]), torch.tensor([0, 5, 2, 2])
+    weight = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    start = torch.randn(6, 3, generator=g, dtype=torch.float64) if existing_grad else None
+
+    def loss(w, sparse, accumulate):
+        h = torch.tanh(torch.nn.functional.embedding(ids, w, sparse=sparse))
+        return (linear_token_logprobs(h, w, targets, accumulate_grad=accumulate) * torch.arange(1.0, 5.0)).sum()
+
+    w1 = weight.clone().requires_grad_()
+    w1.grad = None if start is None else start.clone()
+    loss(w1, sparse=False, accumulate=False).backward()
+    w2 = weight.clone().requires_grad_()
+    w2.grad = None if start is None else start.clone()
+    loss(w2, sparse=True, accumulate=True).backward()
+    assert w2.grad.layout == torch.strided
+    torch.testing.assert_close(w2.grad, w1.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_trainer_context_keeps_tied_model_gradients_exact():
+    from selm.modeling.tiny import build_tiny_model
+    from selm.data import TokenizedPair, collate_preference_batch
+    from selm.train.trainer import SequenceStatsModel, tied_head_gradient_in_place
+
+    torch.manual_seed(0)
+    pairs = [TokenizedPair(index=i, prompt_ids=[1, 40 + i, 41], chosen_ids=[12, 13 + i, 2], rejected_ids=[14, 2])
+             for i in range(3)]
+    batch = collate_preference_batch(pairs, 0)
+    grads = []
+    for in_place in (False, True):
+        model = build_tiny_model(300, tie_word_embeddings=True).double()
+        wrapper = SequenceStatsModel(model, chunk_size=4)
+        context = tied_head_gradient_in_place(wrapper, "NO") if in_place else contextlib.nullcontext()
+        with context:
+            assert wrapper.head_grad_into_param == in_place
+            for _ in range(2):  # two micro-batches accumulate
+                (wrapper(batch).logps * torch.linspace(-1, 1, 6, dtype=torch.float64)).sum().backward()
+        assert not model.get_input_embeddings().sparse and not wrapper.head_grad_into_param
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-12, atol=1e-12, msg=name)
+    # Under FSDP / DeepSpeed the context does nothing.
+    wrapper = SequenceStatsModel(build_tiny_model(300, tie_word_embeddings=True), chunk_size=4)
+    with tied_head_gradient_in_place(wrapper, "FSDP"):
+        assert not wrapper.head_grad_into_param

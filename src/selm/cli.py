@@ -75,9 +75,11 @@ def _cmd_reward_model_train(ns: argparse.Namespace) -> int:
 def _cmd_objectives(ns: argparse.Namespace) -> int:
     from selm.objectives import available_objectives, get_objective
 
-    for name in available_objectives():
+    names = available_objectives()
+    width = max(map(len, names))
+    for name in names:
         objective = get_objective(name)
-        print(f"{name:14s} {objective!r}  requires: {', '.join(sorted(objective.requires)) or '-'}")
+        print(f"{name:{width}s} {objective!r}  requires: {', '.join(sorted(objective.requires)) or '-'}")
     return 0
 
 

@@ -16,6 +16,13 @@ adds them up: with a 262k vocabulary that is a 671 MB allocation (page faults in
 backward recomputes one chunk's [c, V] logits at a time and accumulates ∂L/∂W into one buffer
 in place (``addmm_``), so the extra memory is one [V, H] gradient and one [c, V] block.
 The forward keeps only h, the targets and the per-position logsumexp ([M]).
+
+With tied input and output embeddings the same [V, H] weight also gets the embedding's gradient,
+and autograd sums the two contributions out of place: a third [V, H] buffer at the peak (671 MB
+for Gemma 3). ``accumulate_grad=True`` adds ∂L/∂W straight into ``weight.grad`` instead (the
+embedding then runs with ``sparse=True``, whose [M, H] gradient is added into it in place), so the
+weight's gradient is the only [V, H] buffer. It is for ``loss.backward()`` only: a
+``torch.autograd.grad`` call would not see the head's part.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 class _LinearTokenLogprobs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                softcap: float | None, chunk_size: int) -> torch.Tensor:
+                softcap: float | None, chunk_size: int, accumulate_grad: bool) -> torch.Tensor:
         m = hidden.shape[0]
         dtype = _compute_dtype(weight.dtype)
         token_logps = torch.empty(m, dtype=dtype, device=hidden.device)
@@ -52,7 +59,7 @@ class _LinearTokenLogprobs(torch.autograd.Function):
             lse[start:end] = torch.logsumexp(z, dim=-1)
             token_logps[start:end] = z.gather(1, targets[start:end, None]).squeeze(1) - lse[start:end]
         ctx.save_for_backward(hidden, weight, targets, lse)
-        ctx.softcap, ctx.chunk_size = softcap, chunk_size
+        ctx.softcap, ctx.chunk_size, ctx.accumulate_grad = softcap, chunk_size, accumulate_grad
         return token_logps
 
     @staticmethod
@@ -62,7 +69,13 @@ class _LinearTokenLogprobs(torch.autograd.Function):
         grad_h = torch.empty_like(hidden) if need_h else None
         # Accumulated in at least float32 whatever the weight dtype: many chunks add into it.
         acc_dtype = _compute_dtype(weight.dtype)
-        grad_w = torch.zeros(weight.shape, dtype=acc_dtype, device=weight.device) if need_w else None
+        into_grad = need_w and ctx.accumulate_grad and weight.grad is not None and weight.grad.dtype == acc_dtype
+        if into_grad:
+            grad_w = weight.grad
+        elif need_w:
+            grad_w = torch.zeros(weight.shape, dtype=acc_dtype, device=weight.device)
+        else:
+            grad_w = None
         grad_out = grad_out.to(acc_dtype)
         for start in range(0, hidden.shape[0], ctx.chunk_size):
             end = min(start + ctx.chunk_size, hidden.shape[0])
@@ -79,11 +92,18 @@ class _LinearTokenLogprobs(torch.autograd.Function):
                 grad_w.addmm_(dz.T.to(acc_dtype), hidden[start:end].to(acc_dtype))
         if grad_w is not None and grad_w.dtype != weight.dtype:
             grad_w = grad_w.to(weight.dtype)
-        return grad_h, grad_w, None, None, None
+        if need_w and ctx.accumulate_grad:
+            if weight.grad is None:
+                weight.grad = grad_w
+            elif not into_grad:
+                weight.grad.add_(grad_w)
+            return grad_h, None, None, None, None, None
+        return grad_h, grad_w, None, None, None, None
 
 
 def linear_token_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                          softcap: float | None = None, chunk_size: int = 32) -> torch.Tensor:
+                          softcap: float | None = None, chunk_size: int = 32,
+                          accumulate_grad: bool = False) -> torch.Tensor:
     """log softmax(W h_i)[y_i] for every position, without a [M, V] tensor in forward or backward.
 
     Args:
@@ -92,8 +112,10 @@ def linear_token_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: t
         targets: [M] long, the token whose log-prob is taken at each position.
         softcap: logit soft-capping constant c (z → c·tanh(z/c)), or None.
         chunk_size: positions per [chunk_size, V] block of logits.
+        accumulate_grad: add ∂L/∂W into ``weight.grad`` during ``backward()`` instead of returning
+            it through autograd (see the module docstring; ``weight`` must be a leaf).
 
     Returns:
         [M] log-probs (nats) in float32 (float64 for a float64 model); differentiable in ``hidden`` and ``weight``.
     """
-    return _LinearTokenLogprobs.apply(hidden, weight, targets, softcap, max(1, int(chunk_size)))
+    return _LinearTokenLogprobs.apply(hidden, weight, targets, softcap, max(1, int(chunk_size)), accumulate_grad)

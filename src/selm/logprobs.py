@@ -228,6 +228,7 @@ def sequence_stats(
     with_entropy: bool = False,
     reference: ReferencePolicy | None = None,
     ratio_clip: float | None = None,
+    head_grad_into_param: bool = False,
 ) -> SequenceStats:
     """Summed response log-probs (and optionally entropy and KL to a reference) for N sequences.
 
@@ -242,6 +243,10 @@ def sequence_stats(
             reference runs without gradient.
         ratio_clip: ε in [0, 1); with ``reference``, also return Σ_t clip(sg[π(y_t)/π_ref(y_t)],
             1−ε, 1+ε)·log π(y_t) over response tokens (A-LoL seq; the ratio carries no gradient).
+        head_grad_into_param: for ``loss.backward()`` with a tied, ``sparse=True`` input
+            embedding: the output layer adds its weight gradient straight into ``.grad`` (see
+            ``selm.head_logprobs``), so no second [V, H] gradient is built. Not for
+            ``torch.autograd.grad``.
 
     Returns:
         SequenceStats with [N] tensors; gradients flow into ``logps`` (and ``entropy``/``kl``/
@@ -266,7 +271,8 @@ def sequence_stats(
     # layer keeps one [V, H] weight gradient instead of one per chunk (see selm.head_logprobs).
     fused = not with_entropy and ref_hidden is None and type(head) is torch.nn.Linear and head.bias is None
     if fused:
-        token_logps.append(linear_token_logprobs(hidden, head.weight, targets, softcap, chunk_size))
+        token_logps.append(linear_token_logprobs(hidden, head.weight, targets, softcap, chunk_size,
+                                                 accumulate_grad=head_grad_into_param))
     for start in range(0, 0 if fused else hidden.shape[0], chunk_size):
         h = hidden[start:start + chunk_size]
         t = targets[start:start + chunk_size]

@@ -150,3 +150,25 @@ def test_invalid_inputs(model, tokenizer) -> None:  # type: ignore[no-untyped-de
     assert isinstance(build_sampler("hf", model, tokenizer, batch_size=4, progress=False), HFSampler)
     with pytest.raises(ConfigError, match="unknown backend 'foo'; available: hf, vllm"):
         build_sampler("foo", model, tokenizer)
+
+
+def test_progress_counts_completions_and_decoded_tokens(eos_heavy_model, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from tqdm import tqdm
+
+    from selm.sampling import SamplingProgress
+
+    prompts = prompts_of(tokenizer)
+    sampler = HFSampler(eos_heavy_model, tokenizer, batch_size=6, progress=False)
+    for params in (SamplingParams(n=3, temperature=1.0, max_new_tokens=6, seed=1),
+                   SamplingParams(n=3, temperature=0.0, max_new_tokens=6)):
+        progress = SamplingProgress(tqdm(total=len(prompts) * params.n, file=io.StringIO()))
+        out = sampler.generate(prompts, params, progress=progress)
+        # One shared bar over several batches reaches exactly P × n; its tokens are the decoded
+        # ones (a greedy decode is one row, copied n times).
+        assert progress.bar.n == len(prompts) * params.n
+        rows = [group[:1] if params.greedy else group for group in out]
+        assert progress.tokens == sum(c.num_tokens for group in rows for c in group)
+        if not params.greedy:  # rows that stopped early and rows that ran to max_new_tokens were both counted
+            assert {c.finished for group in out for c in group} == {True, False}

@@ -58,7 +58,7 @@ from selm.modeling.loading import check_weights, load_causal_lm, load_tokenizer,
 from selm.modeling.sources import resolve_model_source
 from selm.objectives import build_objective
 from selm.objectives.base import PAIR_VALUE_FIELDS
-from selm.sampling import Completion, SamplingParams, build_sampler
+from selm.sampling import Completion, SamplingParams, SamplingProgress, build_sampler
 from selm.sampling.drift import logprob_drift
 from selm.tasks import get_task
 from selm.train.run import apply_lora, make_accelerator
@@ -249,9 +249,15 @@ class OnlineRun:
         size = max(1, self.config.sampling.batch_size // rows_per_prompt)
 
         def run(starts: list[int]) -> list[list[list[Completion]]]:
-            return [sampler.generate(prompt_ids[start:start + size],
-                                     replace(params, seed=_derived_seed(params.seed, start // size, "block")))
-                    for start in tqdm(starts, desc="sampling", unit="block", disable=not self.progress)]
+            total = sum(len(prompt_ids[start:start + size]) for start in starts) * params.n
+            progress = SamplingProgress(tqdm(total=total, desc="sampling", unit="seq", disable=not self.progress))
+            try:
+                return [sampler.generate(prompt_ids[start:start + size],
+                                         replace(params, seed=_derived_seed(params.seed, start // size, "block")),
+                                         progress=progress)
+                        for start in starts]
+            finally:
+                progress.bar.close()
 
         blocks = map_sharded(self.accelerator, list(range(0, len(prompt_ids), size)), run)
         return [completions for block in blocks for completions in block]

@@ -8,8 +8,10 @@ temperature, top-p or top-k the samples were drawn with.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from selm.errors import ConfigError
 
@@ -79,16 +81,40 @@ class Completion:
     finished: bool
 
 
+@dataclass
+class SamplingProgress:
+    """A progress bar over completions that shows the decode rate, shared by several ``generate`` calls.
+
+    Attributes:
+        bar: an open tqdm bar whose total counts completions (prompts × n).
+        tokens: generated tokens so far.
+        start: ``time.perf_counter()`` when the bar was opened.
+    """
+
+    bar: Any
+    tokens: int = 0
+    start: float = field(default_factory=time.perf_counter)
+
+    def advance(self, completions: int, tokens: int) -> None:
+        """Count ``completions`` more finished completions and ``tokens`` more generated tokens."""
+        self.tokens += tokens
+        rate = self.tokens / max(time.perf_counter() - self.start, 1e-9)
+        self.bar.set_postfix(tok_s=f"{rate:.0f}", refresh=False)
+        self.bar.update(completions)
+
+
 class Sampler(ABC):
     """A generation backend."""
 
     @abstractmethod
-    def generate(self, prompt_token_ids: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
+    def generate(self, prompt_token_ids: list[list[int]], params: SamplingParams,
+                 progress: SamplingProgress | None = None) -> list[list[Completion]]:
         """Sample ``params.n`` completions for each prompt.
 
         Args:
             prompt_token_ids: P prompts, each a list of token ids (any lengths, no padding).
             params: sampling parameters.
+            progress: a caller's bar to advance (by P × n in all) instead of the backend's own.
 
         Returns:
             P lists of ``params.n`` completions, in prompt order.

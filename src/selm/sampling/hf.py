@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+from transformers.generation.streamers import BaseStreamer
 
 from selm.errors import ConfigError, DataError
-from selm.sampling.base import Completion, Sampler, SamplingParams
+from selm.sampling.base import Completion, Sampler, SamplingParams, SamplingProgress
 
 
 class HFSampler(Sampler):
@@ -48,7 +48,8 @@ class HFSampler(Sampler):
         self.eos_token_ids = _eos_token_ids(model, tokenizer)
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_token_ids[0]
 
-    def generate(self, prompt_token_ids: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
+    def generate(self, prompt_token_ids: list[list[int]], params: SamplingParams,
+                 progress: SamplingProgress | None = None) -> list[list[Completion]]:
         for i, prompt in enumerate(prompt_token_ids):
             if len(prompt) == 0:
                 raise DataError(f"prompt {i} is empty: generation needs at least one prompt token")
@@ -60,29 +61,29 @@ class HFSampler(Sampler):
 
         was_training = self.model.training
         self.model.eval()
-        bar = tqdm(total=len(order) * params.n, desc="sampling", unit="seq", disable=not self.progress)
-        start, tokens = time.perf_counter(), 0
+        own = progress is None
+        if own:
+            progress = SamplingProgress(tqdm(total=len(order) * params.n, desc="sampling", unit="seq",
+                                             disable=not self.progress))
         try:
             for batch_index, first in enumerate(range(0, len(order), prompts_per_batch)):
                 indices = order[first:first + prompts_per_batch]
                 completions = self._generate_batch(
                     [prompt_token_ids[i] for i in indices], params, rows_per_prompt,
-                    _batch_seed(params.seed, batch_index))
+                    _batch_seed(params.seed, batch_index), progress)
                 for j, i in enumerate(indices):
                     group = completions[j * rows_per_prompt:(j + 1) * rows_per_prompt]
                     if params.greedy:
                         group = [replace(group[0], token_ids=list(group[0].token_ids)) for _ in range(params.n)]
                     results[i] = group
-                tokens += sum(c.num_tokens for c in completions)
-                bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - start):.0f}", refresh=False)
-                bar.update(len(indices) * params.n)
         finally:
-            bar.close()
+            if own:
+                progress.bar.close()
             self.model.train(was_training)
         return results
 
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams, rows_per_prompt: int,
-                        seed: int) -> list[Completion]:
+                        seed: int, progress: SamplingProgress) -> list[Completion]:
         """Completions for ``prompts``, ``rows_per_prompt`` consecutive rows per prompt."""
         device = _model_device(self.model)
         width = max(len(p) for p in prompts)
@@ -99,11 +100,13 @@ class HFSampler(Sampler):
             do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
             # Neutralise a model's own generation_config defaults that would reshape the distribution.
             repetition_penalty=1.0, no_repeat_ngram_size=0, typical_p=1.0)
+        streamer = _DecodeProgress(progress, stop_ids, rows=input_ids.shape[0],
+                                   completions_per_row=params.n // rows_per_prompt)
         with torch.inference_mode(), _seeded(seed, device):
             out = self.model.generate(
                 input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=params.max_new_tokens,
                 eos_token_id=stop_ids, pad_token_id=self.pad_token_id, return_dict_in_generate=True,
-                output_logits=True, **options)
+                output_logits=True, streamer=streamer, **options)
             generated = out.sequences[:, width:]
             token_logps = _token_logprobs(out.logits, generated)
             del out
@@ -121,6 +124,35 @@ class HFSampler(Sampler):
             Completion(token_ids=ids, text=text, logprob=float(lp), num_tokens=len(ids), finished=bool(done))
             for ids, text, lp, done in zip(token_lists, texts, logprobs.tolist(), finished.tolist())
         ]
+
+
+class _DecodeProgress(BaseStreamer):
+    """Advances a :class:`SamplingProgress` at every decode step of one batched ``generate`` call.
+
+    ``generate`` hands the streamer the prompt first, then the [rows] tokens of each step; a row
+    counts as finished at its first stop token (later tokens of that row are padding), and the
+    rows that ran into ``max_new_tokens`` are counted at the end.
+    """
+
+    def __init__(self, progress: SamplingProgress, stop_ids: list[int], rows: int, completions_per_row: int):
+        self.progress = progress
+        self.stop_ids = torch.tensor(stop_ids)
+        self.live = torch.ones(rows, dtype=torch.bool)
+        self.completions_per_row = completions_per_row
+        self.prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        tokens = int(self.live.sum())
+        stopped = torch.isin(value.reshape(-1), self.stop_ids) & self.live
+        self.live &= ~stopped
+        self.progress.advance(int(stopped.sum()) * self.completions_per_row, tokens)
+
+    def end(self) -> None:
+        self.progress.advance(int(self.live.sum()) * self.completions_per_row, 0)
+        self.live[:] = False
 
 
 def _token_logprobs(step_logits: tuple[torch.Tensor, ...], generated: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ import torch
 
 from selm.errors import ConfigError, DataError
 from selm.modeling.loading import model_fingerprint
-from selm.sampling.base import Completion, Sampler, SamplingParams
+from selm.sampling.base import Completion, Sampler, SamplingParams, SamplingProgress
 from selm.sampling.hf import _eos_token_ids
 
 # Ranks vLLM accepts for max_lora_rank (vllm.config.lora.MaxLoRARanks).
@@ -233,7 +233,8 @@ class VLLMSampler(Sampler):
 
     # ----- sampling ------------------------------------------------------------------------------
 
-    def generate(self, prompt_token_ids: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
+    def generate(self, prompt_token_ids: list[list[int]], params: SamplingParams,
+                 progress: SamplingProgress | None = None) -> list[list[Completion]]:
         from vllm import SamplingParams as VLLMParams
         from vllm import TokensPrompt
 
@@ -252,13 +253,18 @@ class VLLMSampler(Sampler):
                                    top_k=params.top_k, seed=_request_seed(params.seed, i), **common)
                         for i in range(len(prompt_token_ids))]
         outputs = _ENGINE.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompt_token_ids],
-                                       requests, use_tqdm=self.progress, lora_request=_ENGINE.lora_request)
+                                       requests, use_tqdm=self.progress and progress is None,
+                                       lora_request=_ENGINE.lora_request)
         results = []
         for out in outputs:
             group = [self._completion(c) for c in out.outputs]
             if params.greedy:  # one greedy decode, copied n times (distinct objects, like hf)
                 group = [replace(group[0], token_ids=list(group[0].token_ids)) for _ in range(params.n)]
             results.append(group)
+        if progress is not None:
+            # The engine schedules every request at once: the caller's bar moves once per call.
+            progress.advance(len(results) * params.n,
+                             sum(len(c.token_ids) for out in outputs for c in out.outputs))
         return results
 
     def _completion(self, output: Any) -> Completion:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from selm.data import TokenizedPair, collate_preference_batch, length_grouped_batches
 from selm.distributed import broadcast_from_main, gather_in_order, shard_bounds
 from selm.errors import UserError
-from selm.logprobs import AnySequenceBatch, ReferencePolicy, SequenceStats, sequence_stats
+from selm.logprobs import AnySequenceBatch, ReferencePolicy, SequenceStats, sequence_stats, unwrap_causal_lm
 from selm.modeling.loading import model_fingerprint
 from selm.objectives import Objective, PreferenceBatch
 from selm.objectives.base import CLIPPED_RATIO_FIELDS, PAIR_VALUE_FIELDS
@@ -80,11 +80,37 @@ class SequenceStatsModel(torch.nn.Module):
         super().__init__()
         self.policy = policy
         self.chunk_size = chunk_size
+        self.head_grad_into_param = False
 
     def forward(self, batch: AnySequenceBatch, reference: ReferencePolicy | None = None,
                 ratio_clip: float | None = None) -> SequenceStats:
         return sequence_stats(self.policy, batch, chunk_size=self.chunk_size, reference=reference,
-                              ratio_clip=ratio_clip)
+                              ratio_clip=ratio_clip, head_grad_into_param=self.head_grad_into_param)
+
+
+@contextlib.contextmanager
+def tied_head_gradient_in_place(model: SequenceStatsModel, distributed_type: str) -> Any:
+    """While training, give a tied output layer's weight one [V, H] gradient buffer, not three.
+
+    With tied embeddings autograd sums the head's and the embedding's dense [V, H] gradients out
+    of place (671 MB each for Gemma 3). Here the head adds its gradient straight into ``.grad``
+    and the embedding runs with ``sparse=True`` (its [M, H] gradient is added in place). Off under
+    FSDP / DeepSpeed, whose flat parameters own ``.grad``; DDP sees the same dense ``.grad`` at its
+    hook (the flag is set after wrapping, so DDP does not expect a sparse gradient).
+    """
+    lm = unwrap_causal_lm(model.policy)
+    emb, head = lm.get_input_embeddings(), lm.get_output_embeddings()
+    tied = (isinstance(emb, torch.nn.Embedding) and type(head) is torch.nn.Linear and head.bias is None
+            and emb.weight is head.weight and emb.weight.requires_grad and emb.weight.is_leaf)
+    if not tied or distributed_type not in ("NO", "MULTI_CPU", "MULTI_GPU"):
+        yield
+        return
+    was_sparse = emb.sparse
+    emb.sparse, model.head_grad_into_param = True, True
+    try:
+        yield
+    finally:
+        emb.sparse, model.head_grad_into_param = was_sparse, False
 
 
 class PreferenceTrainer:
@@ -346,7 +372,9 @@ class PreferenceTrainer:
         while self.global_step < self.total_steps:
             epoch, offset = divmod(self.global_step, self.steps_per_epoch)
             n_global, micro_batches = self._windows(epoch)[offset]
-            ok, records, n_tokens = self._accumulate(micro_batches, n_global)
+            with tied_head_gradient_in_place(self.accelerator.unwrap_model(self.model),
+                                             str(self.accelerator.distributed_type.value)):
+                ok, records, n_tokens = self._accumulate(micro_batches, n_global)
             tokens += n_tokens
             if ok:
                 consecutive_nonfinite = 0
