@@ -1,9 +1,12 @@
-"""Atomic file writes shared by every layer that writes artifacts."""
+"""Atomic file and folder writes shared by every layer that writes artifacts or caches."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 FAULT_ENV = "SELM_FAULT_INJECT"
@@ -56,3 +59,33 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """``atomic_write_bytes`` for UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def publish_dir(final: Path, build: Callable[[Path], None], manifest: str) -> Path:
+    """Build a cache folder under a temporary name beside ``final``, then rename it into place.
+
+    ``build(tmp)`` writes the folder, the file named ``manifest`` last: its presence marks a
+    complete folder. A folder at ``final`` without it (left by older code) is replaced; if another
+    process publishes a complete ``final`` first, its copy is kept and this one removed. A failed
+    or interrupted build leaves nothing at ``final``.
+
+    Returns:
+        ``final``.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        build(tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the published folder is an ordinary cache entry
+        if final.exists() and not (final / manifest).is_file():
+            shutil.rmtree(final)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / manifest).is_file():
+                raise
+            shutil.rmtree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from selm.data.packing import PackingLayout, pack_sequences
+from selm.data.packing import PackingLayout, check_sequences, pack_sequences
 from selm.data.tokenized_pairs import TokenizedPair
 from selm.logprobs import AnySequenceBatch, SequenceBatch
 
@@ -34,13 +34,7 @@ def collate_sequences(
     """
     if padding_side not in ("right", "left"):
         raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
-    if not sequences:
-        raise ValueError("no sequences to collate")
-    if pad_token_id is None:
-        raise ValueError("pad_token_id is None; set a pad token on the tokenizer (e.g. the EOS token)")
-    for i, (prompt, _) in enumerate(sequences):
-        if not prompt:
-            raise ValueError(f"sequence {i} has an empty prompt: its first response token would have no context")
+    check_sequences(sequences, pad_token_id)
     lengths = [len(p) + len(r) for p, r in sequences]
     t = max(lengths)
     if pad_to_multiple_of:

@@ -23,6 +23,17 @@ from selm.logprobs import PackedSequenceBatch
 PackingLayout = Literal["rows", "one_row"]
 
 
+def check_sequences(sequences: Sequence[tuple[Sequence[int], Sequence[int]]], pad_token_id: int | None) -> None:
+    """Raise ValueError unless there are sequences, a pad id, and a non-empty prompt in each."""
+    if not sequences:
+        raise ValueError("no sequences to batch")
+    if pad_token_id is None:
+        raise ValueError("pad_token_id is None; set a pad token on the tokenizer (e.g. the EOS token)")
+    for i, (prompt, _) in enumerate(sequences):
+        if not prompt:
+            raise ValueError(f"sequence {i} has an empty prompt: its first response token would have no context")
+
+
 def _first_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]]:
     """Indices grouped into bins of total length ≤ capacity (longest first; ties in index order)."""
     bins: list[list[int]] = []
@@ -62,13 +73,7 @@ def pack_sequences(
     """
     if layout not in ("rows", "one_row"):
         raise ValueError(f"layout must be 'rows' or 'one_row', got {layout!r}")
-    if not sequences:
-        raise ValueError("no sequences to pack")
-    if pad_token_id is None:
-        raise ValueError("pad_token_id is None; set a pad token on the tokenizer (e.g. the EOS token)")
-    for i, (prompt, _) in enumerate(sequences):
-        if not prompt:
-            raise ValueError(f"sequence {i} has an empty prompt: its first response token would have no context")
+    check_sequences(sequences, pad_token_id)
     lengths = [len(p) + len(r) for p, r in sequences]
     rows = [list(range(len(sequences)))] if layout == "one_row" else _first_fit_decreasing(lengths, max(lengths))
     width = max(sum(lengths[i] for i in row) for row in rows)

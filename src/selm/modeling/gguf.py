@@ -22,12 +22,11 @@ import hashlib
 import importlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from selm.errors import ConfigError, ModelLoadError
+from selm.io import publish_dir
 
 GGUF_SUFFIX = ".gguf"
 PYPI_PREFIX = "pypi:"
@@ -86,27 +85,14 @@ def ensure_gguf_model(path: str | Path, cache_dir: str | Path | None = None) -> 
     if (final / MANIFEST).is_file():
         return final
     _require_gguf()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
+
+    def build(tmp: Path) -> None:
         seconds = _convert(path, tmp)
         manifest = {"source": str(path), "sha256": file_sha256(path), "convert_format": CONVERT_FORMAT,
                     "convert_seconds": round(seconds, 2)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        tmp.chmod(0o755)  # mkdtemp makes it private; the published folder is an ordinary cache entry
-        if final.exists():  # an incomplete folder (no manifest) from an older build: replace it
-            shutil.rmtree(final)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            # Another process published the same conversion first: keep its copy.
-            if not (final / MANIFEST).is_file():
-                raise
-            shutil.rmtree(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+
+    return publish_dir(final, build, MANIFEST)
 
 
 def _convert(path: Path, out_dir: Path) -> float:

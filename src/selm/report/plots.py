@@ -224,43 +224,38 @@ def entanglement_plot(run: RunData) -> Figure | None:
     return fig
 
 
-def logp_shift_plot(run: RunData) -> Figure | None:
-    """Per round, the fraction of its training pairs whose chosen log-prob fell / rejected rose."""
-    lines = [(key, label, colour) for key, label, colour in
-             (("diag/chosen_logp_fell_frac", "chosen log-prob fell", VERMILLION),
-              ("diag/rejected_logp_rose_frac", "rejected log-prob rose", PURPLE),
-              ("diag/both_logp_fell_frac", "both fell", GREY))
-             if run.series(key)[1]]
+def _fraction_lines(run: RunData, lines: list[tuple[str, str, str]], title: str, ylabel: str,
+                    ylim: tuple[float, float], no_change: float | None = None) -> Figure | None:
+    """One line per (metric key, label, colour) that the run has, over rounds; None if it has none."""
+    lines = [(key, label, colour) for key, label, colour in lines if run.series(key)[1]]
     if not lines:
         return None
     fig, (ax,) = _new_figure(1, 7.0, 3.8)
     for key, label, colour in lines:
         ax.plot(*run.series(key), marker="o", color=colour, label=label)
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_title("Log-prob shifts of each round's pairs")
-    ax.set_ylabel("fraction of the round's pairs")
+    if no_change is not None:
+        ax.axhline(no_change, color=GREY, linestyle="--", linewidth=1, label=f"no change ({no_change})")
+    ax.set_ylim(*ylim)
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
     _round_axis(ax, run)
     ax.legend(loc="best")
     return fig
+
+
+def logp_shift_plot(run: RunData) -> Figure | None:
+    """Per round, the fraction of its training pairs whose chosen log-prob fell / rejected rose."""
+    return _fraction_lines(run, [("diag/chosen_logp_fell_frac", "chosen log-prob fell", VERMILLION),
+                                 ("diag/rejected_logp_rose_frac", "rejected log-prob rose", PURPLE),
+                                 ("diag/both_logp_fell_frac", "both fell", GREY)],
+                           "Log-prob shifts of each round's pairs", "fraction of the round's pairs", (-0.03, 1.03))
 
 
 def win_rate_plot(run: RunData) -> Figure | None:
     """Held-out win rate against the starting policy and against the previous round."""
-    lines = [(key, label, colour) for key, label, colour in
-             (("win_rate_vs_initial", "vs round 0", BLUE), ("win_rate_vs_previous", "vs previous round", ORANGE))
-             if run.series(key)[1]]
-    if not lines:
-        return None
-    fig, (ax,) = _new_figure(1, 7.0, 3.8)
-    for key, label, colour in lines:
-        ax.plot(*run.series(key), marker="o", color=colour, label=label)
-    ax.axhline(0.5, color=GREY, linestyle="--", linewidth=1, label="no change (0.5)")
-    ax.set_ylim(0, 1)
-    ax.set_title("Win rate per round")
-    ax.set_ylabel("win rate (ties count ½)")
-    _round_axis(ax, run)
-    ax.legend(loc="best")
-    return fig
+    return _fraction_lines(run, [("win_rate_vs_initial", "vs round 0", BLUE),
+                                 ("win_rate_vs_previous", "vs previous round", ORANGE)],
+                           "Win rate per round", "win rate (ties count ½)", (0, 1), no_change=0.5)
 
 
 def length_plot(run: RunData) -> Figure | None:

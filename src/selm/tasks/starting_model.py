@@ -17,7 +17,6 @@ import math
 import os
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -28,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from selm.errors import ModelLoadError
+from selm.io import publish_dir
 from selm.modeling.tiny import build_tiny_model, build_tokenizer
 
 if TYPE_CHECKING:
@@ -85,21 +85,7 @@ def ensure_starting_model(task: Task, settings: StartingModelSettings, cache_dir
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_builds(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        build_starting_model(task, settings, tmp, progress)
-        tmp.chmod(0o755)  # mkdtemp makes it private; the published model is an ordinary cache folder
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            # Another process finished the same build first: keep its copy.
-            if not (final / MANIFEST).is_file():
-                raise
-            shutil.rmtree(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+    return publish_dir(final, lambda tmp: build_starting_model(task, settings, tmp, progress), MANIFEST)
 
 
 def build_starting_model(task: Task, settings: StartingModelSettings, out_dir: Path,

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +25,7 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from selm.config import StrictModel
+from selm.io import publish_dir
 
 if TYPE_CHECKING:
     from selm.tasks.base import Task
@@ -69,24 +67,12 @@ def ensure_warmup(task: Task, source: str, settings: WarmupConfig, cache_dir: st
     final = warmup_dir(task, source, settings, cache_dir)
     if (final / MANIFEST).is_file():
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
+
+    def build(tmp: Path) -> None:
         manifest = build_warmup(task, source, settings, tmp, trust_remote_code, allow_pickle, progress)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        tmp.chmod(0o755)
-        shutil.rmtree(final, ignore_errors=True)  # an incomplete folder (no manifest) from older code
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            # Another process finished the same warm-up first: keep its copy.
-            if not (final / MANIFEST).is_file():
-                raise
-            shutil.rmtree(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+
+    return publish_dir(final, build, MANIFEST)
 
 
 def build_warmup(task: Task, source: str, settings: WarmupConfig, out_dir: Path, trust_remote_code: bool = False,
