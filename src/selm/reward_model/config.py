@@ -6,11 +6,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from selm.config import StrictModel
+from selm.train.config import ModelAndDataConfig
 
 
-class RewardModelConfig(StrictModel):
-    """A Bradley–Terry reward model (or an ensemble of them) trained on preference pairs.
+class RewardModelConfig(ModelAndDataConfig):
+    """A Bradley–Terry reward model (or an ensemble of them) trained on preference pairs (text rows).
 
     The model is ``AutoModelForSequenceClassification`` with one output on top of any causal-LM
     base; texts are rendered exactly as the ``reward_model`` judge renders them, so the saved
@@ -18,15 +18,6 @@ class RewardModelConfig(StrictModel):
     """
 
     name: str = "reward-model"
-    model_name_or_path: str
-    tokenizer_name_or_path: str | None = None
-    trust_remote_code: bool = False
-    allow_pickle: bool = False
-    dataset: str = Field(..., description="JSONL/Parquet/CSV file, local dataset folder or hub id (text rows)")
-    dataset_split: str = "train"
-    eval_dataset: str | None = None
-    eval_dataset_split: str = "test"
-    eval_split_ratio: float = Field(0.0, ge=0, lt=1, description="hold out this fraction when eval_dataset is unset")
     margin_column: str | None = Field(None, description="column with a per-pair margin m: loss −log σ(r_c − r_r − m)")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
     use_chat_template: bool = Field(True, description="render as the judge does (must match the judge's setting)")

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,14 +21,13 @@ import torch
 from tqdm.auto import tqdm
 
 from selm.config import dump_config
-from selm.data import load_preference_data
 from selm.errors import ConfigError, DataError, ModelLoadError
 from selm.judges.reward_model import ENSEMBLE_FILE, encode_for_reward_model
 from selm.modeling.loading import load_tokenizer
 from selm.modeling.sources import resolve_model_source
 from selm.reward_model.config import RewardModelConfig
 from selm.reward_model.loss import bradley_terry_loss
-from selm.train.run import split_eval
+from selm.train.run import load_train_and_eval_rows, save_model_atomically
 
 
 @dataclass
@@ -133,9 +130,10 @@ def _load_model(source: str, config: RewardModelConfig, pad_token_id: int, devic
     return model.to(device)
 
 
-def train_member(config: RewardModelConfig, source: str, train: EncodedPairs, evals: EncodedPairs, pad: int,
+def train_member(config: RewardModelConfig, source: str, tokenizer: Any, train: EncodedPairs, evals: EncodedPairs,
                  seed: int, out: Path, progress: bool = True) -> dict[str, float]:
-    """Train one reward model with ``seed`` and save it (and its step log) into ``out``."""
+    """Train one reward model with ``seed`` and save it with its tokenizer (and its step log) into ``out``."""
+    pad = tokenizer.pad_token_id
     from transformers import get_scheduler
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -186,18 +184,8 @@ def train_member(config: RewardModelConfig, source: str, train: EncodedPairs, ev
     if len(evals):
         metrics.update({f"eval/{k}": v for k, v in evaluate(model, evals, pad, config.per_device_eval_batch_size,
                                                             config.label_smoothing).items()})
-    _save_atomically(model, out)
+    save_model_atomically(model, tokenizer, out)
     return metrics
-
-
-def _save_atomically(model: Any, out: Path) -> None:
-    """save_pretrained into a temp folder, then move each file into ``out``."""
-    tmp = out / ".model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    for file in tmp.iterdir():
-        os.replace(file, out / file.name)
-    tmp.rmdir()
 
 
 def train_reward_model(config: RewardModelConfig, progress: bool = True) -> dict[str, Any]:
@@ -214,12 +202,7 @@ def train_reward_model(config: RewardModelConfig, progress: bool = True) -> dict
     source = resolve_model_source(config.model_name_or_path)
     tokenizer = load_tokenizer(resolve_model_source(config.tokenizer_name_or_path) if config.tokenizer_name_or_path
                                else source, trust_remote_code=config.trust_remote_code)
-    raw = load_preference_data(config.dataset, split=config.dataset_split)
-    if config.eval_dataset is not None:
-        train_rows = list(raw)
-        eval_rows = list(load_preference_data(config.eval_dataset, split=config.eval_dataset_split))
-    else:
-        train_rows, eval_rows = split_eval(list(raw), config.eval_split_ratio, config.seed)
+    train_rows, eval_rows = load_train_and_eval_rows(config, config.seed)
     if not train_rows:
         raise DataError(f"{config.dataset}: no training pairs left")
     train = encode_pairs(train_rows, tokenizer, config, config.dataset)
@@ -227,12 +210,10 @@ def train_reward_model(config: RewardModelConfig, progress: bool = True) -> dict
     if progress:
         print(f"data: {len(train)} train / {len(evals)} eval pairs; ensemble of {config.ensemble_size}")
     (out / "config.yaml").write_text(dump_config(config))
-    pad = tokenizer.pad_token_id
     members = []
     for m in range(config.ensemble_size):
         folder = out if config.ensemble_size == 1 else out / f"member-{m}"
-        members.append(train_member(config, source, train, evals, pad, config.seed + m, folder, progress))
-        tokenizer.save_pretrained(folder)
+        members.append(train_member(config, source, tokenizer, train, evals, config.seed + m, folder, progress))
     if config.ensemble_size > 1:
         tokenizer.save_pretrained(out)
         # Written last: a folder without it is not (yet) a loadable ensemble.

@@ -84,13 +84,11 @@ def _objective_builds(value: Any) -> Any:
 ObjectiveSpec = Annotated[str | dict[str, Any] | list[dict[str, Any]], AfterValidator(_objective_builds)]
 
 
-class TrainConfig(StrictModel):
-    """The recipe of `selm train`: model, data, objective and training arguments."""
+class ModelAndDataConfig(StrictModel):
+    """The model and the preference data a training recipe starts from (`selm train`, `selm reward-model train`)."""
 
-    name: str = "selm-train"
     model_name_or_path: str
     tokenizer_name_or_path: str | None = None
-    reference_model_name_or_path: str | None = Field(None, description="default: the starting model")
     trust_remote_code: bool = False
     allow_pickle: bool = False
     dataset: str = Field(..., description="JSONL/Parquet/CSV file, local dataset folder or hub id")
@@ -98,6 +96,13 @@ class TrainConfig(StrictModel):
     eval_dataset: str | None = None
     eval_dataset_split: str = "test"
     eval_split_ratio: float = Field(0.0, ge=0, lt=1, description="hold out this fraction when eval_dataset is unset")
+
+
+class TrainConfig(ModelAndDataConfig):
+    """The recipe of `selm train`: model, data, objective and training arguments."""
+
+    name: str = "selm-train"
+    reference_model_name_or_path: str | None = Field(None, description="default: the starting model")
     objective: ObjectiveSpec = "dpo"
     output_dir: str = "outputs/selm-train"
     train: TrainingArguments = Field(default_factory=TrainingArguments)

@@ -23,7 +23,7 @@ from selm.logprobs import ReferencePolicy
 from selm.modeling.loading import load_causal_lm, load_tokenizer
 from selm.modeling.sources import resolve_model_source
 from selm.objectives import Objective, build_objective
-from selm.train.config import LoraConfig, TrainConfig, TrainingArguments
+from selm.train.config import LoraConfig, ModelAndDataConfig, TrainConfig, TrainingArguments
 from selm.train.trainer import PreferenceTrainer, TrainResult, latest_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -100,6 +100,15 @@ def split_eval(pairs: list, ratio: float, seed: int) -> tuple[list, list]:
     return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
 
 
+def load_train_and_eval_rows(config: ModelAndDataConfig, seed: int) -> tuple[list, list]:
+    """The training rows and the held-out rows: ``eval_dataset`` when set, else a seeded
+    ``eval_split_ratio`` of ``dataset``."""
+    rows = list(load_preference_data(config.dataset, split=config.dataset_split))
+    if config.eval_dataset is not None:
+        return rows, list(load_preference_data(config.eval_dataset, split=config.eval_dataset_split))
+    return split_eval(rows, config.eval_split_ratio, seed)
+
+
 def run_train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train as the recipe says and save the result to ``config.output_dir``.
 
@@ -126,11 +135,7 @@ def run_train(config: TrainConfig, resume: bool = False, progress: bool = True) 
                               if config.reference_model_name_or_path else None)
     tokenizer = load_tokenizer(tokenizer_source, trust_remote_code=config.trust_remote_code)
 
-    raw = load_preference_data(config.dataset, split=config.dataset_split)
-    if config.eval_dataset is not None:
-        train_raw, eval_raw = raw, load_preference_data(config.eval_dataset, split=config.eval_dataset_split)
-    else:
-        train_raw, eval_raw = split_eval(list(raw), config.eval_split_ratio, args.seed)
+    train_raw, eval_raw = load_train_and_eval_rows(config, args.seed)
     train_pairs, stats = tokenize_preference_pairs(train_raw, tokenizer, args.max_length, args.max_prompt_length)
     eval_pairs, eval_stats = tokenize_preference_pairs(eval_raw, tokenizer, args.max_length, args.max_prompt_length)
     logger.info("train data: %s", stats.summary())
