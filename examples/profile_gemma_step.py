@@ -19,8 +19,6 @@ import argparse
 import ctypes
 import time
 
-import torch
-
 from selm.bench.workloads import GEMMA3_270M, PAD_ID, build_model, make_pairs
 
 
@@ -52,8 +50,7 @@ def profile_memory() -> None:
 
 def profile_decoder() -> None:
     from selm.data import collate_preference_batch
-    from selm.data.packing import pack_sequences
-    from selm.logprobs import response_hidden_states
+    from selm.engine import pack_sequences, response_hidden_states
 
     model = build_model(GEMMA3_270M)
     pairs = make_pairs(2, GEMMA3_270M.vocab_size)

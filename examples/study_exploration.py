@@ -295,8 +295,8 @@ def render_section(stats: dict[tuple[str, str], dict[str, list[Any]]], rates: di
         + (f"Cells are mean ± 95 % t-interval over seeds (t_{{0.975, {seeds - 1}}} = {_t(seeds):.3f}). "
            if seeds > 1 else "One seed: no intervals. ")
         + "SAIL-PR takes the PR route on every "
-        f"prompt (sail.pr=1, no offline pairs) and trains on its first two samples only, as SAIL does; the others "
-        f"pair the best and worst of all samples. Everything else is each recipe's own setting.",
+        "prompt (sail.pr=1, no offline pairs) and trains on its first two samples only, as SAIL does; the others "
+        "pair the best and worst of all samples. Everything else is each recipe's own setting.",
         "",
         f"Command: `{info['command']}`  ",
         f"Wall time: {info['wall_s'] / 60:.1f} min ({info['runs_run']} runs in this invocation, "

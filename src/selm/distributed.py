@@ -7,9 +7,10 @@ the original order on every process, so a 2-process run sees the same lists as a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
-from selm.errors import UserError
+from selm.errors import ConfigError, UserError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -65,3 +66,24 @@ def run_on_main(accelerator: Any, fn: Callable[[], T]) -> T:
     if not ok:
         raise UserError(value)
     return value
+
+
+def make_accelerator(report_to: list[str] | None = None, output_dir: Path | None = None, run_name: str = "selm",
+                     config: dict[str, Any] | None = None) -> Any:
+    """An Accelerator whose trackers (tensorboard / wandb / trackio) receive the training log.
+
+    Under ``torchrun`` / ``accelerate launch`` it joins the process group (gloo on CPU, where
+    ``cpu=True`` keeps it off any GPU); alone it is a single process.
+    """
+    import torch
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with=report_to or None,
+                              project_dir=str(output_dir) if output_dir is not None else None)
+    if report_to:
+        try:
+            accelerator.init_trackers(run_name, config=config)
+        except (ImportError, ModuleNotFoundError, ValueError) as exc:
+            raise ConfigError(f"train.report_to: {report_to} could not start ({exc}); "
+                              f"install the tracker, e.g. pip install -e '.[tensorboard]'") from None
+    return accelerator

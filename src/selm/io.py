@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 FAULT_ENV = "SELM_FAULT_INJECT"
 
@@ -89,3 +91,38 @@ def publish_dir(final: Path, build: Callable[[Path], None], manifest: str) -> Pa
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def replace_dir_atomically(final: Path, build: Callable[[Path], None]) -> Path:
+    """Write a folder under a temporary name beside ``final``, then swap it into place.
+
+    ``build(tmp)`` writes the folder's content. An older ``final`` is replaced; a failed or
+    interrupted build leaves the old ``final`` (or nothing) and no temporary folder. For folders
+    this run owns (checkpoints, round policies, reference weights); caches shared between runs use
+    :func:`publish_dir`.
+
+    Returns:
+        ``final``.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        build(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Atomically write one JSON object per line."""
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read a JSONL artifact of this run (written by selm, so errors are not user errors)."""
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -4,8 +4,16 @@ import json
 
 import pytest
 
-from selm.bench.results import (FULL_FT_FLOOR_BYTES_PER_PARAM, GIB, TARGETS, compute_ratios, format_ratios,
-                                format_sampler_table, format_table, memory_above_floor)
+from selm.bench.results import (
+    FULL_FT_FLOOR_BYTES_PER_PARAM,
+    GIB,
+    TARGETS,
+    compute_ratios,
+    format_ratios,
+    format_sampler_table,
+    format_table,
+    memory_above_floor,
+)
 from selm.bench.run import BenchPlan, run_plan
 from selm.bench.sampler import SamplerSpec
 from selm.bench.systems import SystemSpec

@@ -8,7 +8,13 @@ import torch
 
 from selm.bench.measure import StepClock, median
 from selm.bench.systems import SystemSpec, run_system
-from selm.bench.workloads import TINY, build_model, make_pairs, num_parameters, sequence_lengths
+from selm.bench.workloads import (
+    TINY,
+    build_model,
+    make_pairs,
+    num_parameters,
+    sequence_lengths,
+)
 
 
 def test_step_clock_times_each_optimizer_step_after_warmup():

@@ -5,9 +5,21 @@ from statistics import NormalDist
 
 import pytest
 
-from selm.bench.workloads import (BOS_ID, EOS_ID, GEMMA3_270M, SHAPES, TINY, LengthProfile, build_model,
-                                  ids_to_text, make_pairs, num_parameters, quantile_lengths, sequence_lengths,
-                                  word_tokenizer)
+from selm.bench.workloads import (
+    BOS_ID,
+    EOS_ID,
+    GEMMA3_270M,
+    SHAPES,
+    TINY,
+    LengthProfile,
+    build_model,
+    ids_to_text,
+    make_pairs,
+    num_parameters,
+    quantile_lengths,
+    sequence_lengths,
+    word_tokenizer,
+)
 
 
 def test_quantile_lengths_follow_the_lognormal():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selm.data import TokenizedPair, collate_preference_batch, collate_sequences
-from selm.logprobs import naive_sequence_logps, sequence_stats
+from selm.data import TokenizedPair, collate_preference_batch
+from selm.engine import collate_sequences, naive_sequence_logps, sequence_stats
 from selm.modeling.tiny import build_tiny_model
 
 PAD = 0

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from tokenizers import processors
 
-from selm.data import adds_bos, encode_prompt, encode_response, render_prompt, tokenize_prompt, tokenize_response
+from selm.data import (
+    adds_bos,
+    encode_prompt,
+    encode_response,
+    render_prompt,
+    tokenize_prompt,
+    tokenize_response,
+)
 from selm.errors import DataError
 from selm.modeling.tiny import CHAT_TEMPLATE, build_tokenizer
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from selm.data import PreferencePair, TokenizedPair, TruncationStats, tokenize_preference_pairs
+from selm.data import (
+    PreferencePair,
+    TokenizedPair,
+    TruncationStats,
+    tokenize_preference_pairs,
+)
 from selm.errors import ConfigError, DataError
 from selm.modeling.tiny import build_tokenizer
 

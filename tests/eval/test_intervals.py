@@ -4,7 +4,11 @@ import math
 
 import pytest
 
-from selm.eval.intervals import mean_interval, student_t_quantile, student_t_two_sided_mass
+from selm.eval.intervals import (
+    mean_interval,
+    student_t_quantile,
+    student_t_two_sided_mass,
+)
 
 # t_{0.975, df} from the standard two-sided 95 % table (e.g. NIST/SEMATECH e-Handbook, section 1.3.6.7.2).
 TABLE_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 9: 2.262, 10: 2.228, 20: 2.086,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from selm.loop import resume_run, start_run
-from selm.loop.rundir import RunDir
+from selm.rundir import RunDir
 
 RECIPE = Path(__file__).parents[2] / "recipes" / "lcpo.yaml"
 # Several steps a round, a fast learning rate and a large EMA step, so that η really moves.

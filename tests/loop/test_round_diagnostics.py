@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from selm.data import TokenizedPair
-from selm.logprobs import ReferencePolicy
+from selm.engine import ReferencePolicy
 from selm.loop import start_run
 from selm.modeling.loading import load_causal_lm, load_tokenizer
-from selm.modeling.sources import resolve_model_source
+from selm.tasks.sources import resolve_model_source
 from selm.train.diagnostics import GRAD_KEYS
 from selm.train.reference_cache import compute_reference_logps
 

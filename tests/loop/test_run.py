@@ -14,8 +14,8 @@ import torch
 from selm.config import load_config
 from selm.errors import UserError
 from selm.loop import OnlineRun, RunConfig, resume_run, start_run
-from selm.loop.rundir import RunDir
 from selm.loop.run import TIMING_PREFIXES
+from selm.rundir import RunDir
 
 SMALL = ["rounds=2", "prompts.per_round=16", "prompts.num_eval=8", "sampling.n=4",
          "eval.samples_per_prompt=1", "train.per_device_train_batch_size=2", "train.save_steps=1"]

@@ -18,7 +18,7 @@ gguf = pytest.importorskip("gguf")
 from selm.errors import ConfigError, ModelLoadError  # noqa: E402
 from selm.modeling import gguf as selm_gguf  # noqa: E402
 from selm.modeling.loading import load_causal_lm, load_tokenizer  # noqa: E402
-from selm.modeling.sources import resolve_model_source  # noqa: E402
+from selm.modeling.sources import resolve_model_path  # noqa: E402
 
 HIDDEN, LAYERS, FFN, HEADS = 16, 2, 32, 2
 TOKENS = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)] + ["▁a", "▁b", "a", "b", "▁"]
@@ -102,7 +102,7 @@ def test_gguf_path_loads_the_written_weights_from_a_cached_safetensors_folder(ca
     for name, value in written.items():
         np.testing.assert_array_equal(state[name].numpy(), value, err_msg=name)
 
-    folder = resolve_model_source(str(path))
+    folder = resolve_model_path(str(path))
     assert Path(folder).parent == cache / "gguf"
     assert any(Path(folder).glob("*.safetensors")) and not any(Path(folder).glob("*.gguf"))
     manifest = json.loads((Path(folder) / selm_gguf.MANIFEST).read_text())
@@ -156,7 +156,7 @@ def test_missing_gguf_package_is_a_config_error_naming_the_extra(cache, tiny_ggu
     path, _ = tiny_gguf
     monkeypatch.setitem(sys.modules, "gguf", None)  # makes `import gguf` raise ImportError
     with pytest.raises(ConfigError, match=r'pip install "selm\[gguf\]"'):
-        resolve_model_source(str(path))
+        resolve_model_path(str(path))
 
 
 def test_missing_gguf_file_is_a_model_load_error(cache, tmp_path):
@@ -174,8 +174,8 @@ def test_pypi_source_assembles_the_package_file_once(cache, tmp_path, monkeypatc
 
     package = types.SimpleNamespace(MODEL_NAME="tiny-model.gguf", assemble=assemble)
     monkeypatch.setitem(sys.modules, "tiny_llama_gguf", package)
-    folder = resolve_model_source("pypi:tiny-llama-gguf")
-    assert resolve_model_source("pypi:tiny-llama-gguf") == folder
+    folder = resolve_model_path("pypi:tiny-llama-gguf")
+    assert resolve_model_path("pypi:tiny-llama-gguf") == folder
     assert len(calls) == 1
     assert (cache / "gguf" / "files" / "tiny-model.gguf").is_file()
     assert Path(folder).name.startswith("tiny-model-")
@@ -183,4 +183,4 @@ def test_pypi_source_assembles_the_package_file_once(cache, tmp_path, monkeypatc
 
 def test_pypi_source_without_the_package_names_it(cache):
     with pytest.raises(ConfigError, match="pip install no-such-gguf-package-xyz"):
-        resolve_model_source("pypi:no-such-gguf-package-xyz")
+        resolve_model_path("pypi:no-such-gguf-package-xyz")

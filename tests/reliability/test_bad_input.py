@@ -91,7 +91,7 @@ class Env:
         return [*head, "--quiet", "--output", str(self.run), *RUN_SMALL, *overrides]
 
     def model_folder(self, name: str, tokenizer: bool, weights: str = "safetensors") -> Path:
-        from selm.modeling.sources import resolve_model_source
+        from selm.tasks.sources import resolve_model_source
 
         src = Path(resolve_model_source("builtin:sort"))
         dst = self.tmp / name
@@ -254,8 +254,8 @@ def test_judge_failing_mid_run_leaves_a_resumable_run(tmp_path, capsys, monkeypa
     shutil.rmtree(env.run)
     capsys.readouterr()
 
-    from selm.io import FAULT_ENV  # noqa: F401  (the module exists; the hook is not used here)
     import selm.judges.callables as callables
+    from selm.io import FAULT_ENV  # noqa: F401  (the module exists; the hook is not used here)
 
     calls = {"n": 0}
     real = callables.call_per_item

@@ -209,7 +209,7 @@ def test_read_only_parent_is_one_error_before_work(tmp_path, capsys):
 
 def test_full_disk_is_one_error_before_work(tmp_path, capsys, monkeypatch):
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr("selm.loop.rundir.shutil.disk_usage", lambda path: usage(10 * 2**30, 10 * 2**30 - 2**20, 2**20))
+    monkeypatch.setattr("selm.rundir.shutil.disk_usage", lambda path: usage(10 * 2**30, 10 * 2**30 - 2**20, 2**20))
     started = []
     monkeypatch.setattr("selm.loop.run.OnlineRun.execute", lambda self: started.append(1))
     out = tmp_path / "run"
@@ -224,7 +224,7 @@ def test_full_disk_on_resume_is_one_error_before_work(tmp_path, capsys, monkeypa
     shutil.copytree(finished_one_round, out)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr("selm.loop.rundir.shutil.disk_usage", lambda path: usage(1, 1, 0))
+    monkeypatch.setattr("selm.rundir.shutil.disk_usage", lambda path: usage(1, 1, 0))
     assert main(["run", "--quiet", "--resume", str(out)]) == 2
     assert "0 MiB free" in _one_error_line(capsys)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing touched

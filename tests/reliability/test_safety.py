@@ -13,9 +13,9 @@ from selm.config import load_config
 from selm.errors import ConfigError, ModelLoadError
 from selm.judges import build_judge
 from selm.loop import OnlineRun, RunConfig
-from selm.loop.rundir import RunDir
 from selm.modeling.loading import load_causal_lm
-from selm.modeling.sources import resolve_model_source
+from selm.rundir import RunDir
+from selm.tasks.sources import resolve_model_source
 
 SMALL = ["rounds=1", "prompts.per_round=8", "prompts.num_eval=4", "sampling.n=2", "eval.samples_per_prompt=1",
          "train.per_device_train_batch_size=4", "sampling.max_new_tokens=8"]

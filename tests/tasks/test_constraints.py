@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from selm.tasks.constraints import (Constraint, compatible, count_sentences, count_words, parse_instructions,
-                                    satisfaction)
+from selm.tasks.constraints import (
+    Constraint,
+    compatible,
+    count_sentences,
+    count_words,
+    parse_instructions,
+    satisfaction,
+)
 
 CASES = [
     # (constraint, passing responses, failing responses)

@@ -9,7 +9,13 @@ import pytest
 from selm.errors import DataError
 from selm.tasks import get_task
 from selm.tasks.constraints import Constraint, compatible
-from selm.tasks.ifeval import EVAL_TOPICS, TRAIN_TOPICS, build_response, format_prompt, parse_prompt
+from selm.tasks.ifeval import (
+    EVAL_TOPICS,
+    TRAIN_TOPICS,
+    build_response,
+    format_prompt,
+    parse_prompt,
+)
 
 
 @pytest.fixture(scope="module")

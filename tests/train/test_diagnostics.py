@@ -5,10 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selm.data import TokenizedPair, collate_sequences
-from selm.logprobs import naive_sequence_logps
+from selm.data import TokenizedPair
+from selm.engine import collate_sequences, naive_sequence_logps
 from selm.modeling.tiny import build_tiny_model
-from selm.train.diagnostics import PairGradientStats, logp_shift_metrics, pair_gradient_stats
+from selm.train.diagnostics import (
+    PairGradientStats,
+    logp_shift_metrics,
+    pair_gradient_stats,
+)
 
 
 def _naive_grad(model: torch.nn.Module, prompt: list[int], response: list[int]) -> torch.Tensor:

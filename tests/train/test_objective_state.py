@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from selm.logprobs import ReferencePolicy
+from selm.engine import ReferencePolicy
 from selm.modeling.tiny import build_tiny_model
 from selm.objectives import build_objective
 from selm.train.config import TrainingArguments

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from selm.data import TokenizedPair
-from selm.logprobs import ReferencePolicy
+from selm.engine import ReferencePolicy
 from selm.modeling.tiny import build_tiny_model
 from selm.objectives import build_objective
 from selm.train.config import TrainingArguments

@@ -6,9 +6,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from selm.data import collate_sequences
+from selm.engine import (
+    ReferencePolicy,
+    collate_sequences,
+    naive_sequence_logps,
+    sequence_stats,
+)
 from selm.errors import UserError
-from selm.logprobs import ReferencePolicy, naive_sequence_logps, sequence_stats
 from selm.modeling.tiny import build_tiny_model
 from selm.objectives import build_objective
 from selm.train.config import TrainingArguments

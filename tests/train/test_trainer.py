@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from selm.data import collate_preference_batch
-from selm.logprobs import ReferencePolicy, naive_sequence_logps
+from selm.engine import ReferencePolicy, naive_sequence_logps
 from selm.modeling.tiny import build_tiny_model
 from selm.objectives import ObjectiveOutput, build_objective
 from selm.objectives.base import Objective
@@ -117,7 +117,7 @@ def test_resume_from_checkpoint_reproduces_uninterrupted_training(tmp_path, make
 
 
 def test_lora_reference_is_the_model_with_adapters_disabled(tmp_path, make_pairs):
-    from selm.train.run import apply_lora
+    from selm.modeling.lora import apply_lora
 
     pairs = make_pairs(16)
     model = apply_lora(build_tiny_model(300), LoraConfig(r=4, alpha=8))
@@ -187,7 +187,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tmp_path, make_pairs):
 
 def test_report_to_tensorboard_writes_event_files(tmp_path):
     pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
-    from selm.train.run import make_accelerator
+    from selm.distributed import make_accelerator
 
     accelerator = make_accelerator(["tensorboard"], tmp_path, "run", {"a": 1})
     accelerator.log({"loss": 0.5}, step=1)
@@ -197,7 +197,7 @@ def test_report_to_tensorboard_writes_event_files(tmp_path):
 
 def test_lora_reference_fingerprint_ignores_adapters_but_not_base_weights():
     from selm.modeling.loading import model_fingerprint
-    from selm.train.run import apply_lora
+    from selm.modeling.lora import apply_lora
 
     model = apply_lora(build_tiny_model(300), LoraConfig(r=4, alpha=8))
     before = model_fingerprint(model, exclude="lora_")

@@ -7,8 +7,7 @@ import json
 import pytest
 import torch
 
-from selm.data import collate_sequences
-from selm.logprobs import ReferencePolicy, naive_sequence_logps
+from selm.engine import ReferencePolicy, collate_sequences, naive_sequence_logps
 from selm.modeling.tiny import build_tiny_model
 from selm.objectives import build_objective
 from selm.train.config import TrainingArguments

@@ -14,7 +14,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from selm.bench.results import TARGETS, compute_ratios, format_ratios, format_sampler_table, format_table
+from selm.bench.results import (
+    TARGETS,
+    compute_ratios,
+    format_ratios,
+    format_sampler_table,
+    format_table,
+)
 from selm.bench.sampler import SamplerSpec
 from selm.bench.systems import SystemSpec
 

@@ -15,7 +15,14 @@ from typing import Any
 import torch
 
 from selm.bench.measure import median
-from selm.bench.workloads import SHAPES, BOS_ID, LengthProfile, quantile_lengths, build_model, word_tokenizer
+from selm.bench.workloads import (
+    BOS_ID,
+    SHAPES,
+    LengthProfile,
+    build_model,
+    quantile_lengths,
+    word_tokenizer,
+)
 
 BACKENDS = ("loop", "hf", "vllm")
 

@@ -24,8 +24,17 @@ from typing import Any
 import torch
 
 from selm.bench.measure import StepClock, median, peak_rss_bytes
-from selm.bench.workloads import (PAD_ID, SHAPES, LengthProfile, build_model, ids_to_text, make_pairs,
-                                  num_parameters, sequence_lengths, word_tokenizer)
+from selm.bench.workloads import (
+    PAD_ID,
+    SHAPES,
+    LengthProfile,
+    build_model,
+    ids_to_text,
+    make_pairs,
+    num_parameters,
+    sequence_lengths,
+    word_tokenizer,
+)
 
 SYSTEMS = ("selm", "trl", "naive", "sft")
 LEARNING_RATE = 1e-6
@@ -101,10 +110,10 @@ def _lora_config():
 
 
 def _run_selm(spec: SystemSpec, model: torch.nn.Module, pairs: list, clock: StepClock) -> dict[str, Any]:
-    from selm.logprobs import ReferencePolicy
+    from selm.engine import ReferencePolicy
+    from selm.modeling.lora import apply_lora
     from selm.objectives import get_objective
     from selm.train.config import LoraConfig, TrainingArguments
-    from selm.train.run import apply_lora
     from selm.train.trainer import PreferenceTrainer
 
     options: dict[str, Any] = {}
@@ -136,7 +145,7 @@ def _run_selm(spec: SystemSpec, model: torch.nn.Module, pairs: list, clock: Step
 
 
 def _dpo_step_naive(policy: torch.nn.Module, reference: torch.nn.Module, batch, objective, b: int) -> torch.Tensor:
-    from selm.logprobs import naive_sequence_logps
+    from selm.engine import naive_sequence_logps
     from selm.objectives import PreferenceBatch
 
     logps = naive_sequence_logps(policy, batch)

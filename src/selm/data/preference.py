@@ -22,8 +22,16 @@ from pathlib import Path
 from typing import Any, overload
 
 from selm.data.loading import load_table
-from selm.data.messages import (FieldError, Turns, check_prompt, check_response, check_turns,
-                                common_prefix_length, is_conversation, kind_name)
+from selm.data.messages import (
+    FieldError,
+    Turns,
+    check_prompt,
+    check_response,
+    check_turns,
+    common_prefix_length,
+    is_conversation,
+    kind_name,
+)
 from selm.data.validation import LISTED_ROWS, ParsedRow, parse_rows
 from selm.errors import DataError
 

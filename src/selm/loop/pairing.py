@@ -1,6 +1,6 @@
 """A round's candidates and scores → training pairs, with the per-pair values some objectives read.
 
-The default is :func:`selm.pairs.build_pairs` over the judge's scores. The family's other
+The default is :func:`selm.loop.pair_rules.build_pairs` over the judge's scores. The family's other
 pairings live here, each chosen by the run config:
 
 - ``pairs.strategy: dataset`` — the prompt's own dataset pair (chosen, rejected) as labelled in
@@ -31,8 +31,8 @@ from typing import Any
 
 from selm.errors import ConfigError
 from selm.loop.config import RunConfig
+from selm.loop.pair_rules import Pair, build_pairs
 from selm.objectives.base import Objective
-from selm.pairs import Pair, build_pairs
 
 # SAIL route codes, as PreferenceBatch.routes reads them (selm.objectives.sail).
 ROUTES = ("dp", "pp", "pr", "offline")

@@ -43,25 +43,35 @@ import torch
 from tqdm.auto import tqdm
 
 from selm.config import dump_config, load_config
-from selm.data import (TokenizedPair, collate_sequences, load_preference_data, load_prompts, tokenize_prompt,
-                       tokenize_response)
-from selm.distributed import gather_in_order, map_sharded, run_on_main
+from selm.data import (
+    TokenizedPair,
+    load_preference_data,
+    load_prompts,
+    tokenize_prompt,
+    tokenize_response,
+)
+from selm.distributed import gather_in_order, make_accelerator, map_sharded, run_on_main
+from selm.engine import ReferencePolicy, collate_sequences, sequence_stats
 from selm.errors import ConfigError, UserError
 from selm.eval import distinct_n, kl_estimate, mean_std, win_rate
+from selm.io import atomic_write_text, inject_fault, read_jsonl, write_jsonl
 from selm.judges import Judge, build_judge, register_gold_reward
-from selm.logprobs import ReferencePolicy, sequence_stats
 from selm.loop.config import QUICKSTART_TRAIN, RunConfig
 from selm.loop.pairing import round_pairs
-from selm.io import atomic_write_text, inject_fault
-from selm.loop.rundir import RoundDir, RunDir, read_jsonl, write_jsonl
-from selm.modeling.loading import check_weights, load_causal_lm, load_tokenizer, model_fingerprint
-from selm.modeling.sources import resolve_model_source
+from selm.modeling.loading import (
+    check_weights,
+    load_causal_lm,
+    load_tokenizer,
+    model_fingerprint,
+)
+from selm.modeling.lora import apply_lora
 from selm.objectives import build_objective
 from selm.objectives.base import PAIR_VALUE_FIELDS
+from selm.rundir import RoundDir, RunDir
 from selm.sampling import Completion, SamplingParams, SamplingProgress, build_sampler
 from selm.sampling.drift import logprob_drift
 from selm.tasks import get_task
-from selm.train.run import apply_lora, make_accelerator
+from selm.tasks.sources import resolve_model_source
 from selm.train.diagnostics import GRAD_KEYS, logp_shift_metrics
 from selm.train.reference_cache import compute_reference_logps
 from selm.train.trainer import PreferenceTrainer, latest_checkpoint

@@ -25,6 +25,7 @@ import os
 import time
 from pathlib import Path
 
+from selm.cache import cache_root
 from selm.errors import ConfigError, ModelLoadError
 from selm.io import publish_dir
 
@@ -58,17 +59,10 @@ def _require_gguf() -> None:
                           "(or selm[gemma] for Gemma 3 270M from PyPI)") from None
 
 
-def _cache_root(cache_dir: str | Path | None) -> Path:
-    # Imported here: selm.tasks sits above modeling and imports it.
-    from selm.tasks.starting_model import cache_root
-
-    return cache_root(cache_dir)
-
-
 def gguf_cache_dir(path: str | Path, cache_dir: str | Path | None = None) -> Path:
     """Where the dequantized copy of the GGUF file at ``path`` lives (built or not)."""
     path = Path(path).expanduser()
-    return _cache_root(cache_dir) / "gguf" / f"{path.stem}-{file_sha256(path)[:16]}"
+    return cache_root(cache_dir) / "gguf" / f"{path.stem}-{file_sha256(path)[:16]}"
 
 
 def ensure_gguf_model(path: str | Path, cache_dir: str | Path | None = None) -> Path:
@@ -130,7 +124,7 @@ def assemble_pypi_model(package: str, cache_dir: str | Path | None = None) -> Pa
     if not callable(getattr(module, "assemble", None)) or not isinstance(getattr(module, "MODEL_NAME", None), str):
         raise ConfigError(f"model '{PYPI_PREFIX}{package}': the package has no assemble() / MODEL_NAME, "
                           f"so it does not ship a GGUF model selm can assemble")
-    folder = _cache_root(cache_dir) / "gguf" / "files"
+    folder = cache_root(cache_dir) / "gguf" / "files"
     final = folder / module.MODEL_NAME
     if final.is_file():
         return final

@@ -12,9 +12,26 @@ from typing import Any
 from selm.errors import ConfigError
 
 # Importing a module registers its objectives.
-from selm.objectives import (alol, cpl, dpo, dpo_variants, hinge, hypo, ipo, lcpo, osp, robust,  # noqa: F401
-                             sail, selm, sft, simpo, tdpo, vpo, xpo)
-from selm.objectives import normalized_margin  # noqa: F401  (experimental)
+from selm.objectives import (  # noqa: F401
+    alol,
+    cpl,
+    dpo,
+    dpo_variants,
+    hinge,
+    hypo,
+    ipo,
+    lcpo,
+    normalized_margin,  # noqa: F401  (experimental)
+    osp,
+    robust,
+    sail,
+    selm,
+    sft,
+    simpo,
+    tdpo,
+    vpo,
+    xpo,
+)
 from selm.objectives.base import (
     Objective,
     ObjectiveOutput,

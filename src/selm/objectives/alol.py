@@ -5,8 +5,14 @@ from __future__ import annotations
 import torch
 
 from selm.errors import ConfigError
-from selm.objectives.base import (CLIPPED_RATIO_FIELDS, Objective, ObjectiveOutput, PreferenceBatch,
-                                  register_objective, validate_range)
+from selm.objectives.base import (
+    CLIPPED_RATIO_FIELDS,
+    Objective,
+    ObjectiveOutput,
+    PreferenceBatch,
+    register_objective,
+    validate_range,
+)
 from selm.objectives.common import REFERENCE_PAIR, logp_metrics, logratios
 
 ADVANTAGES = frozenset({"chosen_advantages", "rejected_advantages"})

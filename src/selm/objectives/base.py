@@ -1,7 +1,7 @@
 """The objective contract: per-example preference statistics in, per-example losses out.
 
 An objective is a small, pure callable over tensors of shape [B]. It never sees a model, a
-tokenizer or a dataset: the log-prob engine (``selm.logprobs``) computes the statistics an
+tokenizer or a dataset: the log-prob engine (``selm.engine``) computes the statistics an
 objective declares in ``requires`` and nothing more.
 """
 

@@ -7,7 +7,12 @@ from collections.abc import Sequence
 import torch
 
 from selm.errors import ConfigError
-from selm.objectives.base import Objective, ObjectiveOutput, PreferenceBatch, validate_nonnegative
+from selm.objectives.base import (
+    Objective,
+    ObjectiveOutput,
+    PreferenceBatch,
+    validate_nonnegative,
+)
 
 
 class WeightedObjective(Objective):

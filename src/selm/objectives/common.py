@@ -10,7 +10,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from selm.objectives.base import Objective, ObjectiveOutput, PreferenceBatch, validate_positive
+from selm.objectives.base import (
+    Objective,
+    ObjectiveOutput,
+    PreferenceBatch,
+    validate_positive,
+)
 
 REFERENCE_PAIR = frozenset({"reference_chosen_logps", "reference_rejected_logps"})
 LENGTHS = frozenset({"chosen_lengths", "rejected_lengths"})

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from selm.errors import ConfigError
-from selm.objectives.base import Objective, ObjectiveOutput, PreferenceBatch, register_objective, validate_positive
+from selm.objectives.base import (
+    Objective,
+    ObjectiveOutput,
+    PreferenceBatch,
+    register_objective,
+    validate_positive,
+)
 from selm.objectives.common import reward_metrics
 
 

@@ -12,8 +12,18 @@ import math
 import torch
 import torch.nn.functional as F
 
-from selm.objectives.base import PreferenceBatch, register_objective, validate_positive, validate_range
-from selm.objectives.common import LENGTHS, REFERENCE_PAIR, ImplicitRewardObjective, per_token
+from selm.objectives.base import (
+    PreferenceBatch,
+    register_objective,
+    validate_positive,
+    validate_range,
+)
+from selm.objectives.common import (
+    LENGTHS,
+    REFERENCE_PAIR,
+    ImplicitRewardObjective,
+    per_token,
+)
 
 
 @register_objective("sigmoid_norm")

@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 
 from selm.objectives.base import PreferenceBatch, register_objective
-from selm.objectives.common import LENGTHS, REFERENCE_PAIR, ImplicitRewardObjective, per_token
+from selm.objectives.common import (
+    LENGTHS,
+    REFERENCE_PAIR,
+    ImplicitRewardObjective,
+    per_token,
+)
 
 
 @register_objective("ipo")

@@ -8,7 +8,13 @@ from typing import Any
 import torch
 
 from selm.errors import ConfigError
-from selm.objectives.base import Objective, ObjectiveOutput, PreferenceBatch, register_objective, validate_range
+from selm.objectives.base import (
+    Objective,
+    ObjectiveOutput,
+    PreferenceBatch,
+    register_objective,
+    validate_range,
+)
 
 # Pairs of PreferenceBatch fields that trade places when a pair's label is flipped.
 SWAPPED = (("policy_chosen_logps", "policy_rejected_logps"), ("reference_chosen_logps", "reference_rejected_logps"),

@@ -6,8 +6,18 @@ import torch
 import torch.nn.functional as F
 
 from selm.errors import ConfigError
-from selm.objectives.base import ObjectiveOutput, PreferenceBatch, register_objective, validate_nonnegative
-from selm.objectives.common import REFERENCE_PAIR, ImplicitRewardObjective, logratios, reward_metrics
+from selm.objectives.base import (
+    ObjectiveOutput,
+    PreferenceBatch,
+    register_objective,
+    validate_nonnegative,
+)
+from selm.objectives.common import (
+    REFERENCE_PAIR,
+    ImplicitRewardObjective,
+    logratios,
+    reward_metrics,
+)
 
 # Route codes of PreferenceBatch.routes (the order of the authors' multinomial draw).
 ROUTE_DP, ROUTE_PP, ROUTE_PR, ROUTE_OFFLINE = 0, 1, 2, 3

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from selm.objectives.base import PreferenceBatch, register_objective, validate_nonnegative
-from selm.objectives.common import REFERENCE_PAIR, ImplicitRewardObjective, smoothed_logistic_loss
+from selm.objectives.base import (
+    PreferenceBatch,
+    register_objective,
+    validate_nonnegative,
+)
+from selm.objectives.common import (
+    REFERENCE_PAIR,
+    ImplicitRewardObjective,
+    smoothed_logistic_loss,
+)
 
 
 @register_objective("selm")

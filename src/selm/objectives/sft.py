@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from selm.objectives.base import Objective, ObjectiveOutput, PreferenceBatch, register_objective
+from selm.objectives.base import (
+    Objective,
+    ObjectiveOutput,
+    PreferenceBatch,
+    register_objective,
+)
 from selm.objectives.common import logp_metrics, per_token
 
 

@@ -11,7 +11,12 @@ from selm.objectives.base import (
     validate_positive,
     validate_range,
 )
-from selm.objectives.common import LENGTHS, per_token, reward_metrics, smoothed_logistic_loss
+from selm.objectives.common import (
+    LENGTHS,
+    per_token,
+    reward_metrics,
+    smoothed_logistic_loss,
+)
 
 
 @register_objective("simpo")

@@ -5,8 +5,16 @@ from __future__ import annotations
 import torch
 
 from selm.errors import ConfigError
-from selm.objectives.base import PreferenceBatch, register_objective, validate_nonnegative
-from selm.objectives.common import REFERENCE_PAIR, ImplicitRewardObjective, smoothed_logistic_loss
+from selm.objectives.base import (
+    PreferenceBatch,
+    register_objective,
+    validate_nonnegative,
+)
+from selm.objectives.common import (
+    REFERENCE_PAIR,
+    ImplicitRewardObjective,
+    smoothed_logistic_loss,
+)
 
 SIGNS = {"online": 1.0, "offline": -1.0}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from selm.io import atomic_write_bytes
-
 from selm.report.content import build_content
 from selm.report.html import render_html
 from selm.report.load import load_run

@@ -21,13 +21,14 @@ import torch
 from tqdm.auto import tqdm
 
 from selm.config import dump_config
+from selm.data.splits import load_train_and_eval_rows
 from selm.errors import ConfigError, DataError, ModelLoadError
 from selm.judges.reward_model import ENSEMBLE_FILE, encode_for_reward_model
 from selm.modeling.loading import load_tokenizer
-from selm.modeling.sources import resolve_model_source
+from selm.modeling.saving import save_model_atomically
 from selm.reward_model.config import RewardModelConfig
 from selm.reward_model.loss import bradley_terry_loss
-from selm.train.run import load_train_and_eval_rows, save_model_atomically
+from selm.tasks.sources import resolve_model_source
 
 
 @dataclass
@@ -202,7 +203,8 @@ def train_reward_model(config: RewardModelConfig, progress: bool = True) -> dict
     source = resolve_model_source(config.model_name_or_path)
     tokenizer = load_tokenizer(resolve_model_source(config.tokenizer_name_or_path) if config.tokenizer_name_or_path
                                else source, trust_remote_code=config.trust_remote_code)
-    train_rows, eval_rows = load_train_and_eval_rows(config, config.seed)
+    train_rows, eval_rows = load_train_and_eval_rows(config.dataset, config.dataset_split, config.eval_dataset,
+                                                     config.eval_dataset_split, config.eval_split_ratio, config.seed)
     if not train_rows:
         raise DataError(f"{config.dataset}: no training pairs left")
     train = encode_pairs(train_rows, tokenizer, config, config.dataset)

@@ -3,7 +3,7 @@
 A backend other than transformers (vLLM) runs its own kernels, so the log π it reports for a
 sampled completion can differ from what the trainer computes for the same tokens; a large gap
 would bias anything that uses sampler log-probs (importance weights, KL estimates). This scores
-the completions again with the trainer's engine (:func:`selm.logprobs.sequence_stats`) and
+the completions again with the trainer's engine (:func:`selm.engine.sequence_stats`) and
 summarises the gap per token.
 """
 
@@ -13,8 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from selm.data.collate import collate_sequences
-from selm.logprobs import sequence_stats
+from selm.engine import collate_sequences, sequence_stats
 from selm.sampling.base import Completion
 
 

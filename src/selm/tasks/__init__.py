@@ -4,7 +4,7 @@ from selm.tasks.base import Task
 from selm.tasks.echo import EchoTask, echo_reward
 from selm.tasks.registry import available_tasks, get_task
 from selm.tasks.sort import SortTask, sort_reward
-from selm.tasks.starting_model import StartingModelSettings, cache_root, starting_model_dir
+from selm.tasks.starting_model import StartingModelSettings, starting_model_dir
 
-__all__ = ["EchoTask", "SortTask", "StartingModelSettings", "Task", "available_tasks", "cache_root", "echo_reward",
+__all__ = ["EchoTask", "SortTask", "StartingModelSettings", "Task", "available_tasks", "echo_reward",
            "get_task", "sort_reward", "starting_model_dir"]

@@ -24,7 +24,12 @@ import re
 
 from selm.errors import DataError
 from selm.tasks.base import Task
-from selm.tasks.constraints import Constraint, compatible, parse_instructions, satisfaction
+from selm.tasks.constraints import (
+    Constraint,
+    compatible,
+    parse_instructions,
+    satisfaction,
+)
 
 TOPICS = (
     "volcanoes", "the ocean", "honey bees", "bicycles", "coffee", "the moon", "rain forests", "chess",

@@ -14,30 +14,41 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import random
 import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from tqdm.auto import tqdm
 
+from selm.cache import cache_root
 from selm.errors import ModelLoadError
 from selm.io import publish_dir
 from selm.modeling.tiny import build_tiny_model, build_tokenizer
-
-if TYPE_CHECKING:
-    from selm.tasks.base import Task
 
 MANIFEST = "selm_starting_model.json"
 # Bump when the build procedure changes in a way the settings do not capture.
 BUILD_FORMAT = 1
 # A build takes well under a minute: an older temporary folder was left by a killed build.
 _STALE_TMP_SECONDS = 3600
+
+class DemonstrationTask(Protocol):
+    """What a starting-model build needs of a task (``selm.tasks.Task`` has it all)."""
+
+    name: str
+    version: int
+    eval_pool_size: int
+
+    def sample_prompt(self, rng: random.Random) -> str: ...
+
+    def demonstration(self, prompt: str, rng: random.Random) -> str: ...
+
+    def eval_prompts(self, n: int) -> list[str]: ...
+
 
 
 @dataclass(frozen=True)
@@ -62,12 +73,7 @@ class StartingModelSettings:
     seed: int = 0
 
 
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """``cache_dir``, else ``$SELM_CACHE_DIR``, else ``~/.cache/selm``."""
-    return Path(cache_dir or os.environ.get("SELM_CACHE_DIR") or "~/.cache/selm").expanduser()
-
-
-def starting_model_dir(task: Task, settings: StartingModelSettings, cache_dir: str | Path | None = None) -> Path:
+def starting_model_dir(task: DemonstrationTask, settings: StartingModelSettings, cache_dir: str | Path | None = None) -> Path:
     """Where the starting model of ``task`` built with ``settings`` lives (built or not)."""
     identity = {"task": task.name, "task_version": task.version, "build_format": BUILD_FORMAT,
                 "settings": asdict(settings)}
@@ -75,7 +81,7 @@ def starting_model_dir(task: Task, settings: StartingModelSettings, cache_dir: s
     return cache_root(cache_dir) / "models" / f"{task.name}-{key}"
 
 
-def ensure_starting_model(task: Task, settings: StartingModelSettings, cache_dir: str | Path | None = None,
+def ensure_starting_model(task: DemonstrationTask, settings: StartingModelSettings, cache_dir: str | Path | None = None,
                           progress: bool = True) -> Path:
     """Return the cached starting model folder, building it first if it is not there."""
     final = starting_model_dir(task, settings, cache_dir)
@@ -88,7 +94,7 @@ def ensure_starting_model(task: Task, settings: StartingModelSettings, cache_dir
     return publish_dir(final, lambda tmp: build_starting_model(task, settings, tmp, progress), MANIFEST)
 
 
-def build_starting_model(task: Task, settings: StartingModelSettings, out_dir: Path,
+def build_starting_model(task: DemonstrationTask, settings: StartingModelSettings, out_dir: Path,
                          progress: bool = True) -> dict[str, Any]:
     """Train the starting model and save it (model, tokenizer, manifest) into ``out_dir``.
 
@@ -144,7 +150,7 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _demo_prompts(task: Task, rng: random.Random, n: int) -> list[str]:
+def _demo_prompts(task: DemonstrationTask, rng: random.Random, n: int) -> list[str]:
     """``n`` prompts (repeats allowed) from the training distribution: held-out ones excluded."""
     held_out = set(task.eval_prompts(task.eval_pool_size))
     prompts: list[str] = []

@@ -7,15 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from selm.config import StrictModel
-
-
-class LoraConfig(StrictModel):
-    """PEFT LoRA settings; the reference is the same model with adapters disabled."""
-
-    r: int = Field(16, gt=0)
-    alpha: float = Field(32, gt=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: list[str] | str = "all-linear"
+from selm.modeling.lora import LoraConfig
 
 
 class TrainingArguments(StrictModel):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from selm.data import TokenizedPair, collate_preference_batch
-from selm.logprobs import sequence_stats
+from selm.engine import sequence_stats
 
 # Diagnostics keys in train_log.jsonl rows and (averaged over a round) in metrics.jsonl.
 GRAD_KEYS = ("diag/grad_inner", "diag/grad_cosine", "diag/grad_ratio", "diag/grad_norm_chosen",

@@ -15,8 +15,7 @@ import warnings
 
 import torch
 
-from selm.data.packing import PackingLayout, pack_sequences
-from selm.logprobs import unwrap_causal_lm
+from selm.engine import PackingLayout, pack_sequences, unwrap_causal_lm
 
 # Probe sequence lengths: under the "rows" layout they give a row of two sequences (5 + 2, the
 # second must not see the first) and a row ending in filler (4 + 4 filler).

@@ -16,17 +16,17 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from selm.cache import cache_root
 from selm.data import TokenizedPair, collate_preference_batch
-from selm.data.packing import PackingLayout
-from selm.logprobs import ReferencePolicy, sequence_stats
+from selm.engine import ReferencePolicy, sequence_stats
+from selm.engine.packing import PackingLayout
 
 ROLES = ("chosen", "rejected", "explore")
 
 
 def default_cache_dir() -> Path:
     """``$SELM_CACHE_DIR/reference_logps`` (default ``~/.cache/selm/reference_logps``)."""
-    root = os.environ.get("SELM_CACHE_DIR") or Path.home() / ".cache" / "selm"
-    return Path(root) / "reference_logps"
+    return cache_root() / "reference_logps"
 
 
 def cache_key(reference_fingerprint: str, pairs: Sequence[TokenizedPair], include_explore: bool) -> str:

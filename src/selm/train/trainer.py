@@ -26,8 +26,14 @@ from tqdm.auto import tqdm
 
 from selm.data import TokenizedPair, collate_preference_batch, length_grouped_batches
 from selm.distributed import broadcast_from_main, gather_in_order, shard_bounds
+from selm.engine import (
+    AnySequenceBatch,
+    ReferencePolicy,
+    SequenceStats,
+    sequence_stats,
+    unwrap_causal_lm,
+)
 from selm.errors import UserError
-from selm.logprobs import AnySequenceBatch, ReferencePolicy, SequenceStats, sequence_stats, unwrap_causal_lm
 from selm.modeling.loading import model_fingerprint
 from selm.objectives import Objective, PreferenceBatch
 from selm.objectives.base import CLIPPED_RATIO_FIELDS, PAIR_VALUE_FIELDS

@@ -53,7 +53,7 @@ def _source_identity(source: str) -> object:
 
 def warmup_dir(task: Task, source: str, settings: WarmupConfig, cache_dir: str | Path | None = None) -> Path:
     """Where the warmed-up copy of ``source`` for ``task`` with ``settings`` lives (built or not)."""
-    from selm.tasks.starting_model import cache_root
+    from selm.cache import cache_root
 
     identity = {"task": task.name, "task_version": task.version, "build_format": BUILD_FORMAT,
                 "source": _source_identity(source), "settings": settings.model_dump()}
@@ -84,8 +84,8 @@ def build_warmup(task: Task, source: str, settings: WarmupConfig, out_dir: Path,
     """
     import random
 
-    from selm.data import collate_sequences, tokenize_prompt, tokenize_response
-    from selm.logprobs import sequence_stats
+    from selm.data import tokenize_prompt, tokenize_response
+    from selm.engine import collate_sequences, sequence_stats
     from selm.modeling.loading import load_causal_lm, load_tokenizer
 
     start = time.perf_counter()

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from selm.logprobs import ReferencePolicy, SequenceBatch, sequence_stats
+from selm.engine import ReferencePolicy, SequenceBatch, sequence_stats
 from selm.modeling.tiny import build_tiny_model
 
 VOCAB = 301

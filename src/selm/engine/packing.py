@@ -18,7 +18,7 @@ from typing import Literal
 
 import torch
 
-from selm.logprobs import PackedSequenceBatch
+from selm.engine.batch import PackedSequenceBatch
 
 PackingLayout = Literal["rows", "one_row"]
 

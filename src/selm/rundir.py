@@ -14,25 +14,13 @@ import hashlib
 import json
 import shutil
 import warnings
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from selm.errors import UserError
-from selm.io import atomic_write_text
+from selm.io import atomic_write_text, write_jsonl
 
 PHASES = ("sample", "judge", "pair", "train", "evaluate")
-
-
-def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Atomically write one JSON object per line."""
-    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read a JSONL artifact of this run (written by selm, so errors are not user errors)."""
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def sha256_path(path: Path) -> str:

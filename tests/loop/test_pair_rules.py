@@ -7,7 +7,7 @@ import math
 import pytest
 
 from selm.errors import ConfigError, DataError
-from selm.pairs import Pair, build_pairs
+from selm.loop.pair_rules import Pair, build_pairs
 
 CANDS = [["a", "b", "c", "d"], ["w", "x", "y"]]
 SCORES = [[0.2, 0.9, -0.5, 0.4], [1.0, 3.0, 2.0]]

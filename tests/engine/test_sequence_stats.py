@@ -8,7 +8,12 @@ import sys
 import pytest
 import torch
 
-from selm.logprobs import ReferencePolicy, SequenceBatch, naive_sequence_logps, sequence_stats
+from selm.engine import (
+    ReferencePolicy,
+    SequenceBatch,
+    naive_sequence_logps,
+    sequence_stats,
+)
 from selm.modeling.tiny import build_tiny_model
 
 VOCAB = 301
@@ -130,7 +135,7 @@ def test_kl_to_itself_is_zero_and_reference_gets_no_gradient():
 
 MEMORY_PROBE = r"""
 import json, resource, sys, torch
-from selm.logprobs import SequenceBatch, sequence_stats, naive_sequence_logps
+from selm.engine import SequenceBatch, sequence_stats, naive_sequence_logps
 from selm.modeling.tiny import build_tiny_model
 torch.set_num_threads(1)
 vocab, mode = int(sys.argv[1]), sys.argv[2]
@@ -205,8 +210,7 @@ def skewed_rows(seed, n=7):
 
 
 def packed_batch(prompts, responses, layout):
-    from selm.data import pack_sequences
-
+    from selm.engine import pack_sequences
     return pack_sequences(list(zip(prompts, responses)), pad_token_id=0, layout=layout)
 
 

@@ -5,7 +5,7 @@ import contextlib
 import pytest
 import torch
 
-from selm.head_logprobs import linear_token_logprobs
+from selm.engine.head import linear_token_logprobs
 
 
 def _reference(hidden, weight, targets, softcap):
@@ -80,8 +80,8 @@ def test_accumulate_grad_adds_into_dot_grad_like_autograd(existing_grad):
 
 
 def test_trainer_context_keeps_tied_model_gradients_exact():
-    from selm.modeling.tiny import build_tiny_model
     from selm.data import TokenizedPair, collate_preference_batch
+    from selm.modeling.tiny import build_tiny_model
     from selm.train.trainer import SequenceStatsModel, tied_head_gradient_in_place
 
     torch.manual_seed(0)

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from selm.data import TokenizedPair, collate_preference_batch, pack_sequences
+from selm.data import TokenizedPair, collate_preference_batch
+from selm.engine import pack_sequences
 
 PAD = 0
 F, T = False, True
