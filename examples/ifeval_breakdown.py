@@ -11,10 +11,11 @@ share of responses that start with a lowercase letter (the behaviour the CPU run
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 
+from selm.io import read_jsonl
+from selm.rundir import RunDir
 from selm.tasks.constraints import satisfaction
 from selm.tasks.ifeval import parse_prompt
 
@@ -24,9 +25,8 @@ def eval_rows(run_dir: Path, round_index: int | None = None) -> tuple[str, list[
     rounds = sorted(p for p in (run_dir / "rounds").iterdir() if (p / "eval.jsonl").is_file())
     if not rounds:
         raise SystemExit(f"{run_dir}: no rounds/NN/eval.jsonl")
-    folder = rounds[-1] if round_index is None else run_dir / "rounds" / f"{round_index:02d}"
-    rows = [json.loads(line) for line in (folder / "eval.jsonl").read_text().splitlines() if line.strip()]
-    return folder.name, rows
+    folder = rounds[-1] if round_index is None else RunDir(run_dir).round(round_index).path
+    return folder.name, read_jsonl(folder / "eval.jsonl")
 
 
 def per_constraint(rows: list[dict]) -> dict[str, tuple[float, int]]:

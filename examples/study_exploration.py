@@ -191,12 +191,14 @@ def run_series(run_dir: str | Path) -> dict[str, list[float]]:
     ``kl`` (KL(π ‖ π0) estimate, nats), ``high`` (share of held-out samples with gold ≥ HIGH_REWARD),
     and for rounds ≥ 1 only ``pairs`` (training pairs) and ``steps`` (optimizer steps).
     """
-    run_dir = Path(run_dir)
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    from selm.io import read_jsonl
+    from selm.rundir import RunDir
+
+    run = RunDir(Path(run_dir))
+    rows = read_jsonl(run.metrics_path)
     high = []
     for row in rows:
-        evals = [json.loads(line) for line in (run_dir / "rounds" / f"{row['round']:02d}" / "eval.jsonl")
-                 .read_text().splitlines()]
+        evals = read_jsonl(run.round(row["round"]).file("eval.jsonl"))
         high.append(sum(e["gold_reward"] >= HIGH_REWARD for e in evals) / len(evals))
     return {"gold": [r["gold_reward_mean"] for r in rows], "kl": [r["kl"] for r in rows], "high": high,
             "pairs": [r.get("pairs/count", 0.0) for r in rows[1:]], "steps": [r.get("train/steps", 0) for r in rows[1:]]}

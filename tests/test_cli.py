@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from selm.cli import main
 
 
@@ -38,3 +40,56 @@ def test_objectives_lists_the_registry(capsys):
     assert main(["objectives"]) == 0
     out = capsys.readouterr().out
     assert "selm" in out and "SELM(beta=0.01, alpha=0.001)" in out and "simpo" in out
+
+
+def test_help_config_prints_every_key_with_type_default_and_meaning(capsys):
+    from selm.config import config_keys
+    from selm.loop.config import RunConfig
+    from selm.reward_model import RewardModelConfig
+    from selm.train.config import TrainConfig
+
+    for argv, model in ((["run"], RunConfig), (["train"], TrainConfig), (["reward-model", "train"], RewardModelConfig)):
+        with pytest.raises(SystemExit) as done:  # like --help: no recipe needed, nothing else runs
+            main([*argv, "--help-config"])
+        assert done.value.code == 0
+        lines = capsys.readouterr().out.splitlines()
+        for key in config_keys(model):
+            line = next(x for x in lines if x.startswith(f"{key.path}: {key.type}"))
+            assert line.endswith(f"# {key.description}") and key.description, line
+    assert any(x.startswith("learning_rate: float = 1.0e-05 ") for x in lines)  # the reward model's own default
+
+
+def test_help_config_of_run_shows_the_quickstart_defaults_and_backend_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help-config"])
+    out = capsys.readouterr().out
+    assert "\ntrain.learning_rate: float = 0.0001 " in out  # the quickstart's, not TrainingArguments' 1e-06
+    assert "\nsampling.options.kv_cache_gib: float | null = null " in out and "(backend vllm) KV cache" in out
+
+
+PLUGIN = '''
+from selm.objectives import Objective, ObjectiveOutput, register_objective
+
+
+@register_objective("plugin_zero")
+class Zero(Objective):
+    def compute(self, batch):
+        return ObjectiveOutput(0.0 * batch.policy_chosen_logps)
+'''
+
+
+def test_plugin_modules_are_imported_before_the_command(tmp_path, monkeypatch, capsys):
+    from selm.objectives.base import OBJECTIVES
+
+    (tmp_path / "my_selm_plugin.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_selm_plugin", raising=False)
+    with OBJECTIVES.temporary_registrations():
+        assert main(["--plugin", "my_selm_plugin", "objectives"]) == 0
+        assert "plugin_zero" in capsys.readouterr().out
+    sys.modules.pop("my_selm_plugin", None)
+    with pytest.raises(SystemExit) as failed:
+        main(["--plugin", "no_such_selm_plugin", "objectives"])
+    assert failed.value.code == 2
+    err = capsys.readouterr().err
+    assert "--plugin no_such_selm_plugin: cannot import it (No module named 'no_such_selm_plugin')" in err

@@ -2,7 +2,7 @@
 
 import pytest
 
-from selm.config import apply_overrides, dump_config, load_config
+from selm.config import apply_overrides, config_keys, dump_config, format_config_keys, load_config
 from selm.errors import ConfigError
 from selm.loop.config import RunConfig
 from selm.train.config import TrainConfig
@@ -56,3 +56,84 @@ def test_resolved_config_round_trips(tmp_path):
     path = write(tmp_path, dump_config(config))
     again = load_config(RunConfig, path)
     assert again == config and again.rounds == 5 and again.explore_mode == "none"
+
+
+def test_the_objective_is_built_once_per_config_load(monkeypatch):
+    import selm.objectives
+
+    built = []
+    real = selm.objectives.build_objective
+    monkeypatch.setattr(selm.objectives, "build_objective", lambda spec: built.append(spec) or real(spec))
+    config = load_config(RunConfig, None, ["objective={name: dpo, beta: 0.2}"])
+    assert config.explore_mode == "none" and config.built_objective.beta == 0.2
+    assert built == [{"name": "dpo", "beta": 0.2}]
+    config.objective = "ipo"  # validated again on assignment: the built objective follows the spec
+    assert config.built_objective.name == "ipo" and len(built) == 2
+    train = load_config(TrainConfig, None, ["model_name_or_path=m", "dataset=d", "objective=ipo"])
+    assert train.built_objective.name == "ipo" and len(built) == 3
+
+
+def test_an_override_into_a_missing_section_starts_from_the_section_default(tmp_path):
+    run = load_config(RunConfig, write(tmp_path, "rounds: 2\n"), ["train.logging_steps=7"])
+    assert run.train == RunConfig().train.model_copy(update={"logging_steps": 7})
+    assert RunConfig().train.learning_rate == 1e-4 != TrainConfig.model_fields["train"].default_factory().learning_rate
+    train = load_config(TrainConfig, write(tmp_path, "model_name_or_path: m\ndataset: d\n"), ["train.seed=3"])
+    assert train.train == type(train.train)(seed=3)
+    # A section the file has keeps the file's keys and the fields' own defaults for the rest.
+    run = load_config(RunConfig, write(tmp_path, "train: {learning_rate: 0.5}\n"), ["train.seed=3"])
+    assert (run.train.learning_rate, run.train.seed, run.train.lr_scheduler_type) == (0.5, 3, "cosine")
+
+
+def test_lora_is_a_top_level_key_in_both_recipes(tmp_path):
+    for model, base in ((RunConfig, ""), (TrainConfig, "model_name_or_path: m\ndataset: d\n")):
+        assert load_config(model, write(tmp_path, base + "lora: {r: 4}\n")).lora.r == 4
+        with pytest.raises(ConfigError, match=r"train: lora is set at the top level of the config"):
+            load_config(model, write(tmp_path, base + "train: {lora: {r: 4}}\n"))
+        # The config.yaml of a run made before lora left `train` holds `lora: null`: it still loads.
+        assert load_config(model, write(tmp_path, base + "train: {lora: null, seed: 1}\n")).lora is None
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["sampling.backend=sglang"], "sampling.backend: unknown backend 'sglang'; available: hf, vllm"),
+    (["sampling.options.dtype=float32"], "sampling.options: backend 'hf': dtype: unknown key"),
+    (["sampling.backend=vllm", "sampling.options.kv_cache_gib=-1"],
+     "sampling.options: backend 'vllm': kv_cache_gib: Input should be greater than 0"),
+    (["task=reverse"], "task: unknown task 'reverse'; available: echo, ifeval, sort"),
+])
+def test_backend_options_and_task_names_are_checked_at_load(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(RunConfig, None, overrides)
+    assert message in str(info.value)
+
+
+def test_backend_options_are_kept_as_given_and_round_trip(tmp_path):
+    config = load_config(RunConfig, None, ["sampling.backend=vllm", "sampling.options.kv_cache_gib=0.25"])
+    assert config.sampling.options == {"kv_cache_gib": 0.25}
+    assert load_config(RunConfig, write(tmp_path, dump_config(config))) == config
+
+
+def test_every_config_key_has_a_description():
+    from selm.reward_model import RewardModelConfig
+    from selm.sampling import SAMPLERS
+
+    models = [RunConfig, TrainConfig, RewardModelConfig, *(SAMPLERS.get(b).Options for b in SAMPLERS.available())]
+    missing = [f"{model.__name__}: {key.path}" for model in models for key in config_keys(model) if not key.description]
+    assert not missing
+    # Sections are walked: their keys are listed (and checked) too.
+    assert {"train.diagnostics_pairs", "warmup_sft.seed", "lora.target_modules", "eval.best_of_n"} <= {
+        key.path for key in config_keys(RunConfig)}
+
+
+def test_config_keys_show_dotted_paths_types_and_the_defaults_in_force():
+    run = {key.path: key for key in config_keys(RunConfig, defaults=RunConfig())}
+    assert (run["train.learning_rate"].type, run["train.learning_rate"].default) == ("float", "0.0001")
+    assert (run["sampling.explore"].type, run["sampling.explore"].default) == ("auto|greedy|sample|none", "auto")
+    assert (run["sail"].type, run["sail"].default) == ("section | null", "null")
+    assert (run["sail.dp"].type, run["sail.dp"].default) == ("float", "0.0")
+    assert run["objective"].default == "{name: selm, beta: 0.1, alpha: 0.001}"
+    assert (run["train"].type, run["train"].default) == ("section", "")
+    train = {key.path: key for key in config_keys(TrainConfig)}
+    assert train["train.learning_rate"].default == "1.0e-06" and train["model_name_or_path"].default == "required"
+    assert "train.lora" not in train and train["lora.r"].default == "16"
+    line = format_config_keys([run["sampling.n"]])
+    assert line == "sampling.n: int = 8  # responses per prompt"

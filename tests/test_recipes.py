@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from selm.config import load_config
+from selm.config import dump_config, load_config
 from selm.loop.config import RunConfig
 from selm.reward_model import RewardModelConfig
 from selm.train.config import TrainConfig
@@ -14,11 +14,15 @@ RECIPES = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
-def test_recipe_validates(path):
+def test_recipe_validates_and_its_resolved_config_loads_back(path, tmp_path):
     model = (TrainConfig if path.name.startswith("train-") else
              RewardModelConfig if path.name.startswith("reward-model-") else RunConfig)
     config = load_config(model, path)
     assert config.name == path.stem
+    # What a run writes to its config.yaml (and reads on --resume) is the same config.
+    resolved = tmp_path / "config.yaml"
+    resolved.write_text(dump_config(config))
+    assert load_config(model, resolved) == config
 
 
 # Every online recipe runs one tiny round (~1.5 s each on a quiet 2-core machine), plus A-LoL's

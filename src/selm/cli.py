@@ -20,6 +20,7 @@ def _is_main_process() -> bool:
 
 def _cmd_train(ns: argparse.Namespace) -> int:
     from selm.config import load_config
+    from selm.eval.keys import TRAIN_HEADLINE
     from selm.train.config import TrainConfig
     from selm.train.run import run_train
 
@@ -27,8 +28,7 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     result = run_train(config, resume=ns.resume, progress=not ns.quiet)
     if not _is_main_process():
         return 0
-    shown = {k: v for k, v in result.metrics.items() if k in ("loss", "rewards/accuracies", "rewards/margins",
-                                                            "eval/rewards/accuracies", "eval/loss")}
+    shown = {k: v for k, v in result.metrics.items() if k in TRAIN_HEADLINE}
     print(f"done: {result.global_step} steps in {result.train_seconds:.1f} s; "
           + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()) + f"\nmodel saved to {config.output_dir}")
     return 0
@@ -83,6 +83,60 @@ def _cmd_objectives(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _config_help(command: str) -> str:
+    """Every key of ``command``'s config (``run``, ``train``, ``reward-model train``), one per line."""
+    from dataclasses import replace
+
+    from selm.config import config_keys, format_config_keys
+
+    if command == "run":
+        from selm.loop.config import RunConfig
+        from selm.sampling import SAMPLERS
+
+        keys = config_keys(RunConfig, defaults=RunConfig())
+        # Each backend's own keys, after sampling.options where they go.
+        at = next(i for i, key in enumerate(keys) if key.path == "sampling.options") + 1
+        keys[at:at] = [replace(key, description=f"(backend {backend}) {key.description}")
+                       for backend in SAMPLERS.available()
+                       for key in config_keys(SAMPLERS.get(backend).Options, prefix="sampling.options.")]
+        return format_config_keys(keys)
+    if command == "train":
+        from selm.train.config import TrainConfig
+
+        return format_config_keys(config_keys(TrainConfig))
+    from selm.reward_model import RewardModelConfig
+
+    return format_config_keys(config_keys(RewardModelConfig))
+
+
+class _ImportPlugin(argparse.Action):
+    """``--plugin MODULE``: import the module as soon as it is parsed, so that the objectives, judges,
+    sampling backends and tasks it registers can be named in configs (and listed by ``--help-config``)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        import importlib
+
+        try:
+            importlib.import_module(str(values))
+        except ImportError as exc:
+            parser.error(f"--plugin {values}: cannot import it ({exc})")
+
+
+class _HelpConfig(argparse.Action):
+    """``--help-config``: print every config key with its type, default and meaning, then exit (like ``--help``)."""
+
+    def __init__(self, option_strings: list[str], dest: str, command: str):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print every config key (dotted path) with its type, default and meaning, and exit")
+        self.command = command
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(_config_help(self.command))
+        parser.exit()
+
+
 def _cmd_bench(ns: argparse.Namespace) -> int:
     from selm.bench.run import run_bench
 
@@ -93,6 +147,9 @@ def _cmd_bench(ns: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="selm", description="Online, self-exploring preference alignment of LLMs.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--plugin", action=_ImportPlugin, metavar="MODULE",
+                        help="import this Python module first (repeatable): the objectives, judges, sampling "
+                             "backends and tasks it registers can then be named in configs (docs/extending.md)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="offline preference training from a recipe")
@@ -100,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.learning_rate=1e-5")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--help-config", action=_HelpConfig, command="train")
     train.set_defaults(func=_cmd_train)
 
     run = sub.add_parser("run", help="online rounds: sample, judge, pair, train, evaluate (no recipe: the quickstart)")
@@ -108,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help="run directory (default: runs/<name>-<timestamp>)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue a run that was cut")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--help-config", action=_HelpConfig, command="run")
     run.set_defaults(func=_cmd_run)
 
     report = sub.add_parser("report", help="(re)build the HTML/Markdown report of a run directory")
@@ -129,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     rm_train.add_argument("recipe", help="YAML recipe (see recipes/reward-model-sort.yaml)")
     rm_train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. ensemble_size=3")
     rm_train.add_argument("--quiet", action="store_true", help="no progress bars")
+    rm_train.add_argument("--help-config", action=_HelpConfig, command="reward-model train")
     rm_train.set_defaults(func=_cmd_reward_model_train)
 
     objectives = sub.add_parser("objectives", help="list the registered objectives and their defaults")

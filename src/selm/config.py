@@ -8,8 +8,10 @@ before any work starts. YAML is read with ``yaml.safe_load`` only.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -104,12 +106,120 @@ def validate(model: type[T], data: dict[str, Any], source: str = "") -> T:
 
 def load_config(model: type[T], path: str | Path | None, overrides: list[str] | None = None,
                 defaults: dict[str, Any] | None = None) -> T:
-    """Load ``path`` (or ``defaults`` when None), apply overrides, validate against ``model``."""
+    """Load ``path`` (or ``defaults`` when None), apply overrides, validate against ``model``.
+
+    An override into a section the file does not have (``train.logging_steps=7``) starts the
+    section from its default value (for a run, the quickstart's training block), so one override
+    changes one key instead of resetting the section to its fields' own defaults.
+    """
     data = read_yaml(path) if path is not None else dict(defaults or {})
-    apply_overrides(data, list(overrides or []))
+    overrides = list(overrides or [])
+    _start_sections_from_defaults(model, data, overrides)
+    apply_overrides(data, overrides)
     return validate(model, data, str(path) if path is not None else "config")
+
+
+def _start_sections_from_defaults(model: type[BaseModel], data: dict[str, Any], overrides: list[str]) -> None:
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        section = key.split(".", 1)[0]
+        field = model.model_fields.get(section)
+        if "." not in key or section in data or field is None:
+            continue
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, BaseModel):
+            data[section] = default.model_dump(mode="json")
 
 
 def dump_config(config: BaseModel) -> str:
     """The fully resolved config as YAML (round-trips through ``load_config``)."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One documented key of a config: what ``--help-config`` prints.
+
+    Attributes:
+        path: dotted path, as written in overrides (``train.learning_rate``).
+        type: the accepted values (``float``, ``chunks|resample``, ``section | null``, ...).
+        default: the default as YAML would read it (``0.0001``, ``null``, ``"hf"``); ``required``
+            when the key has none, empty for a section that always exists.
+        description: the field's one-line meaning.
+    """
+
+    path: str
+    type: str
+    default: str
+    description: str
+
+
+def config_keys(model: type[BaseModel], prefix: str = "", defaults: BaseModel | None = None) -> list[ConfigKey]:
+    """Every key of ``model``, sections first then their keys, in declaration order.
+
+    Args:
+        model: a config class.
+        prefix: put before every path (``"sampling.options."``).
+        defaults: an instance whose values are the defaults shown (a section's default value,
+            e.g. the quickstart's ``train``); None: the fields' own defaults.
+    """
+    keys = []
+    for name, field in model.model_fields.items():
+        path = prefix + name
+        if defaults is not None:
+            value: Any = getattr(defaults, name)
+        elif field.is_required():
+            value = _REQUIRED
+        else:
+            value = field.get_default(call_default_factory=True)
+        section = _section_model(field.annotation)
+        shown = "" if isinstance(value, BaseModel) else "required" if value is _REQUIRED else _yaml_value(value)
+        keys.append(ConfigKey(path, _type_name(field.annotation), shown, field.description or ""))
+        if section is not None:
+            keys += config_keys(section, path + ".", value if isinstance(value, BaseModel) else None)
+    return keys
+
+
+def format_config_keys(keys: list[ConfigKey]) -> str:
+    """One line per key: ``path: type = default  # description`` with the descriptions aligned."""
+    heads = [f"{k.path}: {k.type}" + (f" = {k.default}" if k.default else "") for k in keys]
+    width = min(max(map(len, heads), default=0), 64)
+    return "\n".join(f"{head:{width}s}  # {k.description}" for head, k in zip(heads, keys))
+
+
+_REQUIRED = object()
+
+
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The config class of a section field (``X`` or ``X | None``), else None."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _type_name(annotation: Any) -> str:
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return "|".join(str(a) for a in args)
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin in (Union, UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is list:
+        return f"list[{_type_name(args[0])}]"
+    if origin is dict or annotation is dict:
+        return "mapping"
+    if annotation is type(None):
+        return "null"
+    if annotation is Any:
+        return "any"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "section"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _yaml_value(value: Any) -> str:
+    """``value`` in YAML flow style on one line (``null``, ``true``, ``{name: selm, beta: 0.1}``)."""
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6)
+    return text.strip().removesuffix("\n...").strip()

@@ -1,7 +1,10 @@
 """The run directory: atomic artifacts, per-round manifests with checksums, resumable phases.
 
     RUN_DIR/config.yaml  metrics.jsonl  rounds/NN/{manifest.json, samples.jsonl, scores.jsonl,
-    pairs.jsonl, eval.jsonl, metrics.json, train_log.jsonl, policy/, train/}  report/
+    pairs.jsonl, eval.jsonl, best_of_n.jsonl, train_log.jsonl, policy/, reference_ema.safetensors,
+    train/}  cache/  report/
+
+The rows of the JSONL artifacts are typed in ``selm.artifacts``.
 
 Every file is written under a temporary name and renamed into place; a phase is marked done in
 the manifest only after its artifact is complete, with the artifact's sha256. On resume, a done
@@ -33,6 +36,11 @@ def sha256_path(path: Path) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+def round_path(run_dir: Path, round_index: int) -> Path:
+    """``RUN_DIR/rounds/NN``: the folder of one round (two digits)."""
+    return Path(run_dir) / "rounds" / f"{round_index:02d}"
 
 
 class RoundDir:
@@ -98,7 +106,7 @@ class RunDir:
         return self.path / "metrics.jsonl"
 
     def round(self, index: int) -> RoundDir:
-        return RoundDir(self.path / "rounds" / f"{index:02d}", index)
+        return RoundDir(round_path(self.path, index), index)
 
     def check_writable(self) -> None:
         """Fail before any work if the run directory cannot be written or the disk is (nearly) full.

@@ -141,8 +141,8 @@ def test_probability_outside_unit_interval(mod):
     [
         ({"kind": "function", "callable": "math:sqrt", "bached": True}, "judge 'function': bached: unknown key"),
         ({"kind": "function"}, "judge 'function': callable: required key is missing"),
-        ({"kind": "nope"}, "judge: unknown kind 'nope'; kinds: ensemble, function, gold, llm, pairwise, reward_model"),
-        ({"callable": "math:sqrt"}, "judge: required key 'kind' is missing; kinds: "
+        ({"kind": "nope"}, "judge: unknown kind 'nope'; available: ensemble, function, gold, llm, pairwise, reward_model"),
+        ({"callable": "math:sqrt"}, "judge: required key 'kind' is missing; available: "
                                     "ensemble, function, gold, llm, pairwise, reward_model"),
         ({"kind": "pairwise"}, "judge 'pairwise': set exactly one of 'callable' (a Python function) "
                                "or 'model' (a PairRM checkpoint)"),

@@ -1,4 +1,4 @@
-"""``gold`` registry and ``ensemble`` (mean − k·std)."""
+"""``gold`` (a task's reward, by the task registry) and ``ensemble`` (mean − k·std)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import math
 import pytest
 
 from selm.errors import ConfigError, JudgeError
-from selm.judges import build_judge, gold, gold_rewards, register_gold_reward
+from selm.judges import build_judge
+from selm.tasks import TASKS, Task, get_task, register_task
 
 ENSEMBLE_SOURCE = """
 def length(prompt, response):
@@ -21,44 +22,64 @@ def prefer_a(prompt, a, b):
 """
 
 
+class ReverseTask(Task):
+    """A toy task whose gold reward is 1 for the reversed prompt."""
+
+    name = "reverse"
+    version = 1
+    max_new_tokens = 8
+    stop_strings = ()
+
+    def sample_prompt(self, rng):
+        return "".join(rng.choice("abc") for _ in range(3))
+
+    def gold_reward(self, prompts, responses):
+        return [1.0 if r == p[::-1] else 0.0 for p, r in zip(prompts, responses)]
+
+    def reference_responses(self, prompts):
+        return [p[::-1] for p in prompts]
+
+    def demonstration(self, prompt, rng):
+        return prompt
+
+
+class BadTask(ReverseTask):
+    name = "bad"
+
+    def gold_reward(self, prompts, responses):
+        return [0.0, math.nan]
+
+
 @pytest.fixture
-def empty_gold_registry(monkeypatch):
-    monkeypatch.setattr(gold, "_GOLD_REWARDS", {})
+def toy_tasks():
+    with TASKS.temporary_registrations():
+        register_task(ReverseTask)
+        register_task(BadTask)
+        yield
 
 
-def exact_match(prompts, responses):
-    return [1.0 if r == p[::-1] else 0.0 for p, r in zip(prompts, responses)]
-
-
-def test_gold_registry_lookup(empty_gold_registry):
-    register_gold_reward("reverse", exact_match)
-    assert gold_rewards() == ["reverse"]
+def test_gold_judge_scores_with_the_registered_task(toy_tasks):
     judge = build_judge({"kind": "gold", "task": "reverse"})
     assert judge.name == "gold 'reverse'"
     assert judge.score(["abc", "abc"], ["cba", "abc"]) == [1.0, 0.0]
 
 
-def test_gold_registration_replaces(empty_gold_registry):
-    register_gold_reward("t", exact_match)
-    register_gold_reward("t", lambda prompts, responses: [0.25] * len(responses))
-    assert build_judge({"kind": "gold", "task": "t"}).score(["a"], ["a"]) == [0.25]
+def test_gold_judge_of_a_built_in_task_is_its_gold_reward():
+    task = get_task("sort")
+    prompts = task.eval_prompts(4)
+    responses = task.reference_responses(prompts[:2]) + [" 1", " 9 8 7"]
+    expected = task.gold_reward(prompts, responses)
+    assert expected[:2] == [1.0, 1.0] and max(expected[2:]) < 1.0
+    assert build_judge({"kind": "gold", "task": "sort"}).score(prompts, responses) == expected
 
 
-def test_gold_unknown_task_lists_registered(empty_gold_registry):
-    register_gold_reward("sort", exact_match)
-    register_gold_reward("reverse", exact_match)
+def test_gold_unknown_task_lists_the_registered_ones(toy_tasks):
     with pytest.raises(ConfigError) as err:
         build_judge({"kind": "gold", "task": "add"})
-    assert str(err.value) == "judge 'gold': task: no gold reward registered for 'add'; registered: reverse, sort"
+    assert str(err.value) == "judge 'gold': task: unknown task 'add'; available: bad, echo, ifeval, reverse, sort"
 
 
-def test_gold_nothing_registered(empty_gold_registry):
-    with pytest.raises(ConfigError, match=r"registered: none"):
-        build_judge({"kind": "gold", "task": "sort"})
-
-
-def test_gold_bad_output_is_caught(empty_gold_registry):
-    register_gold_reward("bad", lambda prompts, responses: [0.0, math.nan])
+def test_gold_bad_output_is_caught(toy_tasks):
     with pytest.raises(JudgeError, match=r"judge gold 'bad': item 1: score is nan"):
         build_judge({"kind": "gold", "task": "bad"}).score(["a", "b"], ["a", "b"])
 

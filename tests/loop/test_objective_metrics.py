@@ -5,42 +5,70 @@ from pathlib import Path
 
 import pytest
 
+from selm.io import read_jsonl
 from selm.loop import resume_run, start_run
 from selm.rundir import RunDir
 
 RECIPE = Path(__file__).parents[2] / "recipes" / "lcpo.yaml"
-# Several steps a round, a fast learning rate and a large EMA step, so that η really moves.
+MOMENTUM = 0.5
+# Several steps a round (one micro-batch each), a fast learning rate and a large EMA step.
 TINY = ["rounds=2", "prompts.per_round=8", "prompts.num_eval=2", "sampling.n=4", "eval.samples_per_prompt=1",
         "train.per_device_train_batch_size=2", "train.learning_rate=1e-2",
-        "objective={name: lcpo, base: {name: dpo, beta: 0.5}, reliability: 0.9, momentum: 0.5}"]
+        f"objective={{name: lcpo, base: {{name: dpo, beta: 0.5}}, reliability: 0.9, momentum: {MOMENTUM}}}"]
 
 
-def jsonl(path):
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def step_log(run_dir: Path, k: int) -> list[dict]:
+    return [entry for entry in read_jsonl(RunDir(run_dir).round(k).file("train_log.jsonl")) if "loss" in entry]
 
 
-def train_state(run_dir, k):
-    return RunDir(run_dir).round(k).manifest["phases"]["train"]["objective_state"]
+def reliability(run_dir: Path, k: int) -> float:
+    """η at the end of round k, as the round's manifest keeps it for the next round and for resume."""
+    return RunDir(run_dir).round(k).manifest["phases"]["train"]["objective_state"]["reliability"]
 
 
-# Two small rounds and a retrained one: ~3.5 s on a quiet 2-core machine.
+def set_reliability(run_dir: Path, k: int, value: float) -> None:
+    path = RunDir(run_dir).round(k).manifest_path
+    manifest = json.loads(path.read_text())
+    manifest["phases"]["train"]["objective_state"]["reliability"] = value
+    path.write_text(json.dumps(manifest))
+
+
+def assert_em_updates(log: list[dict], start: float, end: float) -> None:
+    """Every step used the η the previous one left, η ← (1 − m)·η + m·w̄ with w̄ the step's logged
+    mean posterior, and the round ended at ``end``.
+
+    η is a float64 and the step log has it in float32 (relative rounding ≤ 2⁻²⁴); w̄ is logged as
+    the float32 value the objective used, so replaying the updates in float64 gives η to float64
+    rounding.
+    """
+    eta = start
+    for entry in log:
+        assert entry["lcpo/reliability"] == pytest.approx(eta, rel=2**-24, abs=0), entry["step"]
+        eta = (1 - MOMENTUM) * eta + MOMENTUM * entry["lcpo/weight"]
+    assert end == pytest.approx(eta, rel=1e-12, abs=0)
+
+
+# Two small rounds and round 2 retrained twice: ~5 s on a quiet 2-core machine.
 def test_lcpo_metrics_and_reliability_across_rounds_and_resume(tmp_path):
     out = start_run(RECIPE, TINY, output=tmp_path / "run", progress=False)
-    rows = jsonl(out / "metrics.jsonl")
+    rows = read_jsonl(RunDir(out).metrics_path)
     for k in (1, 2):
-        log = [entry for entry in jsonl(out / "rounds" / f"{k:02d}" / "train_log.jsonl") if "loss" in entry]
+        log = step_log(out, k)
         # The round's value is the mean over its logged steps, like train/loss.
         for key in ("lcpo/reliability", "lcpo/weight", "rewards/margins"):
-            assert rows[k][f"train/{key}"] == pytest.approx(sum(e[key] for e in log) / len(log), rel=1e-9)
+            assert rows[k][f"train/{key}"] == pytest.approx(sum(e[key] for e in log) / len(log), rel=1e-12)
         assert "train/tokens_per_s" not in rows[k]
-    # Round 2 starts from the η round 1 ended with (logged in float32).
-    first_logged = jsonl(out / "rounds" / "02" / "train_log.jsonl")[0]["lcpo/reliability"]
-    assert abs(train_state(out, 1)["reliability"] - 0.9) > 1e-3
-    assert first_logged == pytest.approx(train_state(out, 1)["reliability"], rel=1e-6)
+    # Round 1 starts from the configured η, round 2 from the η round 1 ended with.
+    assert_em_updates(step_log(out, 1), 0.9, reliability(out, 1))
+    assert_em_updates(step_log(out, 2), reliability(out, 1), reliability(out, 2))
 
     # Redo round 2's training in a new process-like run: η is read back from round 1's manifest.
-    uninterrupted = train_state(out, 2)["reliability"]
-    assert abs(uninterrupted - train_state(out, 1)["reliability"]) > 1e-3
+    uninterrupted = reliability(out, 2)
     RunDir(out).round(2).invalidate_from("train")
     resume_run(out, progress=False)
-    assert train_state(out, 2)["reliability"] == pytest.approx(uninterrupted, rel=1e-9)
+    assert reliability(out, 2) == uninterrupted
+    # ... and really from there, whatever value it holds (not the configured one, not a copy in memory).
+    set_reliability(out, 1, 0.75)
+    RunDir(out).round(2).invalidate_from("train")
+    resume_run(out, progress=False)
+    assert_em_updates(step_log(out, 2), 0.75, reliability(out, 2))

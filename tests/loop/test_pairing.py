@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from selm.artifacts import Candidate, SampleRow
 from selm.config import load_config
 from selm.errors import ConfigError
 from selm.loop.config import RunConfig
@@ -15,10 +16,10 @@ from selm.objectives import build_objective
 def samples(n_prompts=3, n_policy=3):
     rows = []
     for i in range(n_prompts):
-        cands = [{"text": f"p{i}s{j}", "token_ids": [i, j], "num_tokens": 2} for j in range(n_policy)]
-        cands += [{"text": f"p{i}dc", "token_ids": [i, 90], "num_tokens": 2, "source": "dataset"},
-                  {"text": f"p{i}dr", "token_ids": [i, 91], "num_tokens": 2, "source": "dataset"}]
-        rows.append({"prompt_index": i, "candidates": cands})
+        cands = [Candidate(f"p{i}s{j}", [i, j], -1.0, 2, True) for j in range(n_policy)]
+        cands += [Candidate(f"p{i}dc", [i, 90], None, 2, True, source="dataset"),
+                  Candidate(f"p{i}dr", [i, 91], None, 2, True, source="dataset")]
+        rows.append(SampleRow(i, f"prompt {i}", [i], cands, None))
     return rows
 
 

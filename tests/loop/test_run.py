@@ -59,9 +59,9 @@ def test_run_writes_the_run_directory(tmp_path):
 
 def test_chunks_are_disjoint_and_eval_prompts_fixed(tmp_path):
     run = OnlineRun(load_config(RunConfig, None, SMALL), RunDir(tmp_path), progress=False)
-    r1, r2 = run.round_prompts(1), run.round_prompts(2)
+    r1, r2 = run.prompts.for_round(1), run.prompts.for_round(2)
     assert len(r1) == len(r2) == 16 and not set(r1) & set(r2)
-    assert not set(r1 + r2) & set(run.eval_prompts)
+    assert not set(r1 + r2) & set(run.prompts.eval)
 
 
 def test_existing_run_directory_is_not_overwritten(tmp_path):
@@ -75,17 +75,17 @@ def test_existing_run_directory_is_not_overwritten(tmp_path):
 def test_reference_modes(tmp_path, mode):
     run = OnlineRun(load_config(RunConfig, None, SMALL + [f"reference={mode}", "reference_ema_decay=0.25"]),
                     RunDir(tmp_path), progress=False)
-    pi0 = run.policy(0)
+    pi0 = run.policies.policy(0)
     initial_state = {k: v.clone() for k, v in pi0.state_dict().items()}
     moved = {k: v + 0.01 for k, v in initial_state.items()}  # stands for the round-1 policy
     if mode == "ema":  # round 2: 0.25 · π_ref,1 (= π0, saved in round 1) + 0.75 · round-start policy
-        run.reference_for_round(1, pi0)
+        run.policies.reference_for_round(1, pi0)
         pi0.load_state_dict(moved)
-        ref = run.reference_for_round(2, pi0).model.state_dict()
+        ref = run.policies.reference_for_round(2, pi0).model.state_dict()
         expected = {k: 0.25 * initial_state[k] + 0.75 * moved[k] for k in moved}
     else:
         pi0.load_state_dict(moved)
-        ref = run.reference_for_round(1, pi0).model.state_dict()
+        ref = run.policies.reference_for_round(1, pi0).model.state_dict()
         expected = initial_state if mode == "initial" else moved
     for key, value in expected.items():
         torch.testing.assert_close(ref[key], value, atol=1e-6, rtol=0, msg=key)

@@ -64,15 +64,15 @@ def test_trust_remote_code_is_false_unless_set(tmp_path, monkeypatch):
 
         monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
     run = OnlineRun(load_config(RunConfig, None, SMALL), RunDir(tmp_path / "r"), progress=False)
-    run.policy(0)
-    run.initial_reference()
+    run.policies.policy(0)
+    run.policies.initial_reference()
     assert {name for name, _, _ in seen} == {"AutoModelForCausalLM", "AutoTokenizer"}
     assert all(trust in (False, "absent") for _, trust, _ in seen), seen
     assert all(safe is True for name, _, safe in seen if name == "AutoModelForCausalLM"), seen
     seen.clear()
     run = OnlineRun(load_config(RunConfig, None, [*SMALL, "trust_remote_code=true"]), RunDir(tmp_path / "r2"),
                     progress=False)
-    run.policy(0)
+    run.policies.policy(0)
     assert seen and all(trust is True for _, trust, _ in seen), seen
 
 

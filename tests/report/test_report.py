@@ -37,7 +37,7 @@ def _metrics_row(k: int) -> dict:
            "win_rate_vs_initial": None if k == 0 else 0.5 + 0.1 * k,
            "win_rate_vs_previous": None if k == 0 else 0.55, "diag/entropy": 2.0 - 0.1 * k}
     if k > 0:
-        row.update({"tie_rate": 0.1, "pairs/count": 64, "pairs/margin_mean": 0.3, "train/loss": 0.69 - 0.1 * k,
+        row.update({"pairs/tie_rate": 0.1, "pairs/count": 64, "pairs/margin_mean": 0.3, "train/loss": 0.69 - 0.1 * k,
                     "train/rewards/accuracies": 0.6 + 0.1 * k, "train/rewards/margins": 0.1 * k,
                     "train/rewards/chosen": 0.05 * k, "time/sample_s": 4.0, "time/judge_s": 0.5,
                     "time/reference_s": 0.7, "time/train_s": 6.0, "tokens_per_s/sample": 900.0,
@@ -51,7 +51,8 @@ def _eval_rows(k: int, n: int = 6) -> list[dict]:
         for j in range(2):  # two samples per prompt; the report shows sample 0
             response = SCRIPT if (k == 3 and i == 0 and j == 0) else f"r{k} p{i} s{j}: 1 2 3"
             rows.append({"prompt_index": i, "sample_index": j, "prompt": f"sort <these> {i}", "response": response,
-                         "reward": 0.1 * k + 0.01 * i, "gold_reward": 0.2 * k, "num_tokens": 10 + k})
+                         "num_tokens": 10 + k, "finished": True, "reward": 0.1 * k + 0.01 * i,
+                         "gold_reward": 0.2 * k, "logprob": -3.0, "initial_logprob": -3.5, "token_ids": [1, 2, 3]})
     return rows
 
 
@@ -227,6 +228,27 @@ def test_truncated_train_log_line_is_skipped(run_dir: Path) -> None:
     with pytest.warns(UserWarning, match="train_log.jsonl:8"):
         folder = build_report(run_dir)
     assert (folder / "training.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_summary_table_reads_the_keys_the_loop_writes(built: Path) -> None:
+    """The tie rate column is the loop's ``pairs/tie_rate`` (the report once looked for ``tie_rate``)."""
+    text = (built / "report" / "report.md").read_text(encoding="utf-8")
+    header = next(line for line in text.splitlines() if line.startswith("| round | judge reward"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert "tie rate" in columns and "pairs" in columns and "train accuracy" in columns
+    row3 = next(line for line in text.splitlines() if line.startswith("| 3 |"))
+    assert [c.strip() for c in row3.strip("|").split("|")][columns.index("tie rate")] == "0.100"
+    assert "pairs/tie_rate" not in text  # shown in the summary, so not again among the other metrics
+
+
+def test_eval_row_without_an_eval_rows_keys_is_skipped(run_dir: Path) -> None:
+    rows = _eval_rows(3)
+    del rows[0]["num_tokens"]  # prompt 0's first sample of the last round
+    _write_jsonl(run_dir / "rounds" / "03" / "eval.jsonl", rows)
+    with pytest.warns(UserWarning, match=r"eval.jsonl:1: not an eval row \(no key 'num_tokens'\)"):
+        folder = build_report(run_dir)
+    page = (folder / "index.html").read_text(encoding="utf-8")
+    assert "r3 p1 s0: 1 2 3" in page and "r3 p0 s1: 1 2 3" in page  # prompt 0 falls back to its sample 1
 
 
 @pytest.mark.parametrize("objective, text", [

@@ -62,16 +62,16 @@ def measure(shape: str, pairs_per_batch: int = 8, batches: int = 4, repeats: int
                                  padding_free=padding_free, precompute_reference=False, max_grad_norm=None)
         trainer = PreferenceTrainer(model, build_objective("dpo"), args, pairs, pad_token_id=0,
                                     reference=ReferencePolicy(reference), progress=False)
-        n_global, micro = trainer._windows(0)[0]
+        n_global, micro = trainer.windows(0)[0]
         key = "packed" if padding_free else "padded"
-        result[f"{key}_step_cpu_s"] = _cpu_seconds(lambda: trainer._accumulate(micro, n_global), repeats)
+        result[f"{key}_step_cpu_s"] = _cpu_seconds(lambda: trainer.accumulate(micro, n_global), repeats)
         result[f"{key}_reference_cpu_s"] = _cpu_seconds(
             lambda: compute_reference_logps(ReferencePolicy(reference), pairs, 0, batch_size=pairs_per_batch,
                                             packing=trainer.packing, progress=False), repeats)
         if padding_free:
             assert trainer.packing == "rows"
             trainer.packing = "one_row"
-            result["one_row_step_cpu_s"] = _cpu_seconds(lambda: trainer._accumulate(micro, n_global), repeats)
+            result["one_row_step_cpu_s"] = _cpu_seconds(lambda: trainer.accumulate(micro, n_global), repeats)
             rows = [len(p.prompt_ids) * 2 + len(p.chosen_ids) + len(p.rejected_ids) for p in pairs]
             result["real_tokens"] = sum(rows)
             result["padded_token_slots"] = sum(

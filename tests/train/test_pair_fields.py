@@ -44,7 +44,7 @@ def test_online_logps_are_the_policy_and_reference_logps_of_each_sample(tmp_path
                                 reference=reference, output_dir=tmp_path, progress=False)
     trainer.precompute_reference()
     assert trainer.reference_logps is None  # the online samples need the reference at every step
-    batch = trainer._preference_batch(pairs, train=False)
+    batch = trainer.preference_batch(pairs, train=False)
     sequences = [(p.prompt_ids, ids) for p in pairs for ids in p.online_ids]
     seq = collate_sequences(sequences, 0)
     with torch.no_grad():
@@ -61,7 +61,7 @@ def test_extras_become_batch_fields(tmp_path, make_pairs):
     model = build_tiny_model(300)
     trainer = PreferenceTrainer(model, build_objective("sail"), args(max_steps=1), pairs, pad_token_id=0,
                                 reference=other_reference(), output_dir=tmp_path, progress=False)
-    assert trainer._preference_batch(pairs, train=False).routes.tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert trainer.preference_batch(pairs, train=False).routes.tolist() == [0.0, 1.0, 2.0, 3.0]
 
 
 def test_missing_extra_or_online_samples_name_the_row(tmp_path, make_pairs):
@@ -84,7 +84,7 @@ def test_alol_seq_gets_the_engines_clipped_ratio_sums_with_a_live_reference(tmp_
                                 reference=reference, output_dir=tmp_path, progress=False)
     trainer.precompute_reference()
     assert trainer.reference_logps is None  # the per-token ratios need the reference at every step
-    batch = trainer._preference_batch(pairs, train=False)
+    batch = trainer.preference_batch(pairs, train=False)
     seq = collate_sequences([(p.prompt_ids, p.chosen_ids) for p in pairs]
                             + [(p.prompt_ids, p.rejected_ids) for p in pairs], 0)
     with torch.no_grad():

@@ -10,9 +10,9 @@ from selm.cli import main
 DATA = Path(__file__).parents[2] / "examples" / "data" / "sort-preferences.jsonl"
 
 
-def recipe(tmp_path, extra=""):
+def recipe(tmp_path, extra="", top=""):
     path = tmp_path / "recipe.yaml"
-    path.write_text(f"""model_name_or_path: builtin:sort
+    path.write_text(f"""{top}model_name_or_path: builtin:sort
 dataset: {DATA}
 eval_split_ratio: 0.1
 objective: {{name: selm, beta: 0.1, alpha: 0.001}}
@@ -40,7 +40,7 @@ def test_train_saves_a_loadable_hf_model(tmp_path, capsys):
 
 
 def test_train_with_lora_saves_an_adapter(tmp_path):
-    assert main(["train", str(recipe(tmp_path, ", lora: {r: 4, alpha: 8}")), "--quiet"]) == 0
+    assert main(["train", str(recipe(tmp_path, top="lora: {r: 4, alpha: 8}\n")), "--quiet"]) == 0
     out = tmp_path / "out"
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     assert not (out / "model.safetensors").exists()

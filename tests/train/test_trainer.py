@@ -45,9 +45,9 @@ def test_accumulated_gradient_equals_float64_full_batch_gradient(tmp_path, make_
     trainer = trainer_for(model, pairs, tmp_path, per_device_train_batch_size=micro,
                           gradient_accumulation_steps=accumulation)
     trainer.precompute_reference()
-    n_global, micro_batches = trainer._windows(0)[0]
+    n_global, micro_batches = trainer.windows(0)[0]
     assert n_global == 4 and sorted(i for m in micro_batches for i in m) == [0, 1, 2, 3]
-    ok, _, _ = trainer._accumulate(micro_batches, n_global)
+    ok, _, _ = trainer.accumulate(micro_batches, n_global)
     assert ok
     got = [p.grad.clone() for p in model.parameters()]
 
@@ -178,8 +178,8 @@ def test_gradient_checkpointing_gives_the_same_gradients(tmp_path, make_pairs):
         model = build_tiny_model(300)
         trainer = trainer_for(model, pairs, tmp_path / str(checkpointing), gradient_checkpointing=checkpointing)
         trainer.precompute_reference()
-        n_global, micro = trainer._windows(0)[0]
-        trainer._accumulate(micro, n_global)
+        n_global, micro = trainer.windows(0)[0]
+        trainer.accumulate(micro, n_global)
         grads.append([p.grad.clone() for p in model.parameters()])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
@@ -224,8 +224,8 @@ def test_padding_free_gives_the_padded_gradients_and_reference(tmp_path, make_pa
         assert trainer.packing == ("rows" if padding_free else None)
         trainer.precompute_reference()
         references.append(trainer.reference_logps)
-        n_global, micro = trainer._windows(0)[0]
-        ok, _, _ = trainer._accumulate(micro, n_global)
+        n_global, micro = trainer.windows(0)[0]
+        ok, _, _ = trainer.accumulate(micro, n_global)
         assert ok
         grads.append([p.grad.clone() for p in model.parameters()])
     for a, b in zip(*grads):
@@ -242,8 +242,8 @@ def test_group_by_length_keeps_similar_lengths_together(tmp_path, make_pairs):
     pairs = make_pairs(40)
     trainer = trainer_for(build_tiny_model(300), pairs, tmp_path, group_by_length=True,
                           per_device_train_batch_size=4, gradient_accumulation_steps=2)
-    order = trainer._epoch_order(0)
-    assert sorted(order) == list(range(40)) and order != trainer._epoch_order(1)
+    order = trainer.epoch_order(0)
+    assert sorted(order) == list(range(40)) and order != trainer.epoch_order(1)
     length = [len(p.prompt_ids) + max(len(p.chosen_ids), len(p.rejected_ids)) for p in pairs]
     # 40 pairs fit in one sorting window: each global batch of 8 is a run of the sorted lengths, so
     # the batches' length ranges add up to at most the overall range (a random order's do not).
@@ -252,6 +252,6 @@ def test_group_by_length_keeps_similar_lengths_together(tmp_path, make_pairs):
                    for k in range(0, 40, 8))
     assert spread(order) <= max(length) - min(length) < spread(trainer_for(
         build_tiny_model(300), pairs, tmp_path / "random", per_device_train_batch_size=4,
-        gradient_accumulation_steps=2)._epoch_order(0))
-    n_global, micro = trainer._windows(0)[0]
+        gradient_accumulation_steps=2).epoch_order(0))
+    n_global, micro = trainer.windows(0)[0]
     assert n_global == 8 and [i for m in micro for i in m] == order[:8]

@@ -59,7 +59,7 @@ def test_normalized_margin_gradient_is_the_weighted_sum_of_unit_directions(tmp_p
     trainer = PreferenceTrainer(model, build_objective({"name": "normalized_margin", "beta": beta}),
                                 _args(precompute_reference=False), pairs, pad_token_id=0,
                                 reference=ReferencePolicy(reference), progress=False)
-    batch = trainer._preference_batch(pairs, train=True)
+    batch = trainer.preference_batch(pairs, train=True)
     trainer.objective(batch).losses.mean().backward()
     got = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
 

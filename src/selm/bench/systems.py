@@ -10,7 +10,7 @@
 - ``sft``: one plain ``model(ids, labels=...)`` step on the same tokens: one forward and one
   backward, the least a preference step can cost.
 
-Every system uses AdamW (fused), lr 1e-6 constant, gradient clipping at 1.0, DPO with β = 0.1,
+Every system uses AdamW (fused, no weight decay), lr 1e-6 constant, gradient clipping at 1.0, DPO with β = 0.1,
 and float32 weights. Each runs in its own process (see ``worker``), so its peak memory is its own.
 """
 
@@ -35,6 +35,7 @@ from selm.bench.workloads import (
     sequence_lengths,
     word_tokenizer,
 )
+from selm.optim import adamw, optimizer_step
 
 SYSTEMS = ("selm", "trl", "naive", "sft")
 LEARNING_RATE = 1e-6
@@ -125,10 +126,9 @@ def _run_selm(spec: SystemSpec, model: torch.nn.Module, pairs: list, clock: Step
         args = TrainingArguments(
             learning_rate=LEARNING_RATE, max_steps=spec.warmup + spec.steps,
             per_device_train_batch_size=spec.batch_pairs, lr_scheduler_type="constant", warmup_ratio=0.0,
-            lora=LoraConfig(r=LORA_R, alpha=LORA_ALPHA) if spec.lora else None, reference_cache_dir=cache,
-            **options)
+            reference_cache_dir=cache, **options)
         if spec.lora:
-            model = apply_lora(model, args.lora)
+            model = apply_lora(model, LoraConfig(r=LORA_R, alpha=LORA_ALPHA))
             reference = ReferencePolicy(model, disable_adapters=True)
         else:
             # As `selm train` does: a frozen copy, dropped by the trainer once its log-probs are cached.
@@ -166,7 +166,7 @@ def _run_plain_loop(spec: SystemSpec, model: torch.nn.Module, pairs: list, clock
     objective = get_objective("dpo", beta=BETA)
     labels = batch.input_ids.masked_fill(~batch.response_mask, -100)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=LEARNING_RATE, fused=True)
+    optimizer = adamw(params, lr=LEARNING_RATE, fused_device=params[0].device)
     model.train()
     with clock.running():
         for _ in range(spec.warmup + spec.steps):
@@ -176,9 +176,7 @@ def _run_plain_loop(spec: SystemSpec, model: torch.nn.Module, pairs: list, clock
                 loss = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                              position_ids=batch.position_ids, labels=labels, use_cache=False).loss
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(optimizer, None, params, max_grad_norm=1.0)
     return {"trainable_parameters": _trainable(model)}
 
 

@@ -3,11 +3,11 @@
     load_rows / load_preference_data / load_prompts   files or datasets -> validated rows
     tokenize_prompt / tokenize_response               one exact prompt/response boundary
     tokenize_preference_pairs                         pairs -> TokenizedPair, truncated, counted
-    collate_preference_batch                          pairs -> one engine batch, rows in a named layout
+    collate_preference_rows / RowLayout               pairs -> one engine batch, rows in a named layout
 """
 
 from selm.data.batching import length_grouped_batches
-from selm.data.collate import collate_preference_batch
+from selm.data.collate import RowLayout, collate_preference_batch, collate_preference_rows
 from selm.data.loading import RowTable, load_rows, load_table
 from selm.data.messages import ROLES, Message, Turns
 from selm.data.preference import PreferenceDataset, PreferencePair, load_preference_data
@@ -26,8 +26,9 @@ from selm.data.tokenized_pairs import TokenizedPair, tokenize_preference_pairs
 from selm.data.truncation import TruncationStats
 
 __all__ = [
-    "ROLES", "EncodedPrompt", "EncodedResponse", "Message", "PreferenceDataset", "PreferencePair", "RowTable",
-    "TokenizedPair", "TruncationStats", "Turns", "adds_bos", "collate_preference_batch",
+    "ROLES", "EncodedPrompt", "EncodedResponse", "Message", "PreferenceDataset", "PreferencePair", "RowLayout",
+    "RowTable", "TokenizedPair", "TruncationStats", "Turns", "adds_bos", "collate_preference_batch",
+    "collate_preference_rows",
     "encode_prompt", "encode_response", "length_grouped_batches", "load_preference_data", "load_prompts",
     "load_rows", "load_table", "render_prompt", "tokenize_preference_pairs", "tokenize_prompt",
     "tokenize_response",

@@ -9,14 +9,13 @@ is built.
 from selm.judges.base import ItemFailure, Judge
 from selm.judges.ensemble import EnsembleJudge
 from selm.judges.function import FunctionJudge
-from selm.judges.gold import GoldJudge, gold_rewards, register_gold_reward
+from selm.judges.gold import GoldJudge
 from selm.judges.llm import LLMJudge
 from selm.judges.pairwise import PairwiseJudge
-from selm.judges.registry import available_judge_kinds, build_judge, register_judge_kind
+from selm.judges.registry import JUDGE_KINDS, available_judge_kinds, build_judge, register_judge_kind
 from selm.judges.reward_model import RewardModelJudge
 
 __all__ = [
-    "EnsembleJudge", "FunctionJudge", "GoldJudge", "ItemFailure", "Judge", "LLMJudge", "PairwiseJudge",
-    "RewardModelJudge", "available_judge_kinds", "build_judge", "gold_rewards", "register_gold_reward",
-    "register_judge_kind",
+    "JUDGE_KINDS", "EnsembleJudge", "FunctionJudge", "GoldJudge", "ItemFailure", "Judge", "LLMJudge",
+    "PairwiseJudge", "RewardModelJudge", "available_judge_kinds", "build_judge", "register_judge_kind",
 ]

@@ -3,36 +3,24 @@
 A spec is a mapping with ``kind`` and that kind's options, e.g.
 ``{"kind": "reward_model", "path": "my-rm", "max_length": 1024}``. Options are validated by the
 kind's pydantic ``Options`` model: an unknown key, a missing required key or a wrong type is one
-``ConfigError`` line naming the key.
+``ConfigError`` line naming the key. A new kind is a ``Judge`` subclass with ``kind`` and
+``Options``, decorated with ``register_judge_kind`` (see docs/extending.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 from selm.config import validate
 from selm.errors import ConfigError
 from selm.judges.base import Judge
+from selm.registry import Registry
 
-J = TypeVar("J", bound=type[Judge])
+JUDGE_KINDS: Registry[type[Judge]] = Registry("kind", key="judge", attribute="kind")
 
-_KINDS: dict[str, type[Judge]] = {}
-
-
-def register_judge_kind(cls: J) -> J:
-    """Class decorator: make a ``Judge`` subclass buildable as ``{kind: cls.kind, ...}``."""
-    if not cls.kind:
-        raise ValueError(f"{cls.__name__} has no kind")
-    if _KINDS.get(cls.kind, cls) is not cls:
-        raise ValueError(f"judge kind '{cls.kind}' is registered twice")
-    _KINDS[cls.kind] = cls
-    return cls
-
-
-def available_judge_kinds() -> list[str]:
-    """Sorted names of the registered judge kinds."""
-    return sorted(_KINDS)
+register_judge_kind = JUDGE_KINDS.register
+available_judge_kinds = JUDGE_KINDS.available
 
 
 def build_judge(spec: Mapping[str, Any]) -> Judge:
@@ -47,8 +35,6 @@ def build_judge(spec: Mapping[str, Any]) -> Judge:
     options = dict(spec)
     kind = options.pop("kind", None)
     if kind is None:
-        raise ConfigError(f"judge: required key 'kind' is missing; kinds: {', '.join(available_judge_kinds())}")
-    if kind not in _KINDS:
-        raise ConfigError(f"judge: unknown kind '{kind}'; kinds: {', '.join(available_judge_kinds())}")
-    cls = _KINDS[kind]
+        raise ConfigError(f"judge: required key 'kind' is missing; available: {', '.join(available_judge_kinds())}")
+    cls = JUDGE_KINDS.get(kind)
     return cls(validate(cls.Options, options, source=f"judge '{kind}'"))

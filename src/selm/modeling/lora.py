@@ -11,11 +11,11 @@ from selm.config import StrictModel
 class LoraConfig(StrictModel):
     """PEFT LoRA settings; the reference is the same model with adapters disabled."""
 
-    r: int = Field(16, gt=0)
-    alpha: float = Field(32, gt=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: list[str] | str = "all-linear"
-
+    r: int = Field(16, gt=0, description="rank of each adapter")
+    alpha: float = Field(32, gt=0, description="scale: an adapter's update is multiplied by alpha / r")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapters' input")
+    target_modules: list[str] | str = Field("all-linear", description="module names (or PEFT's 'all-linear') "
+                                                                     "that get adapters")
 
 
 def apply_lora(model: torch.nn.Module, lora: LoraConfig) -> torch.nn.Module:

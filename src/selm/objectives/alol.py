@@ -6,7 +6,6 @@ import torch
 
 from selm.errors import ConfigError
 from selm.objectives.base import (
-    CLIPPED_RATIO_FIELDS,
     Objective,
     ObjectiveOutput,
     PreferenceBatch,
@@ -14,6 +13,7 @@ from selm.objectives.base import (
     validate_range,
 )
 from selm.objectives.common import REFERENCE_PAIR, logp_metrics, logratios
+from selm.objectives.fields import CLIPPED_RATIO_FIELDS
 
 ADVANTAGES = frozenset({"chosen_advantages", "rejected_advantages"})
 VARIANTS = ("alol", "seq", "ref_free")

@@ -12,41 +12,14 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from numbers import Real
+from typing import ClassVar
 
 import torch
 
 from selm.errors import ConfigError
-
-OPTIONAL_FIELDS = (
-    "reference_chosen_logps",
-    "reference_rejected_logps",
-    "chosen_lengths",
-    "rejected_lengths",
-    "policy_explore_logps",
-    "reference_explore_logps",
-    "chosen_seq_kl",
-    "rejected_seq_kl",
-    "routes",
-    "label_probs",
-    "chosen_advantages",
-    "rejected_advantages",
-    "policy_online_logps",
-    "reference_online_logps",
-    "chosen_grad_norms",
-    "rejected_grad_norms",
-    "chosen_clipped_ratio_logps",
-    "rejected_clipped_ratio_logps",
-)
-
-# Per-pair numbers that come with the data (written by the loop into pairs.jsonl and carried by
-# TokenizedPair.extras), not computed by the log-prob engine.
-PAIR_VALUE_FIELDS = frozenset({"routes", "label_probs", "chosen_advantages", "rejected_advantages"})
-
-# Per-token ratio statistics of the engine (A-LoL seq): they need the reference at every step.
-CLIPPED_RATIO_FIELDS = frozenset({"chosen_clipped_ratio_logps", "rejected_clipped_ratio_logps"})
-
-# Fields of shape [B, k]: k online samples per pair (HyPO); every other field is [B].
-ONLINE_FIELDS = frozenset({"policy_online_logps", "reference_online_logps"})
+from selm.objectives.fields import PREFERENCE_FIELDS, FieldTable
+from selm.objectives.rollout import RolloutBatch
+from selm.registry import Registry
 
 
 @dataclass
@@ -54,6 +27,7 @@ class PreferenceBatch:
     """Per-example statistics of a batch of B preference pairs.
 
     All log-probs are sums over response tokens only (prompt and padding excluded), in nats.
+    Where each field comes from, and its shape, is ``selm.objectives.fields.PREFERENCE_FIELDS``.
 
     Attributes:
         policy_chosen_logps: [B] log π_θ(y_w | x).
@@ -105,22 +79,7 @@ class PreferenceBatch:
     rejected_clipped_ratio_logps: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        # A [B, 1] field would broadcast against [B] into [B, B] and give a wrong loss silently.
-        if self.policy_chosen_logps.dim() != 1:
-            raise ValueError(f"PreferenceBatch.policy_chosen_logps must have shape [B], "
-                             f"got {tuple(self.policy_chosen_logps.shape)}")
-        expected = tuple(self.policy_chosen_logps.shape)
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None:
-                continue
-            if f.name in ONLINE_FIELDS:
-                if value.dim() != 2 or value.shape[0] != expected[0]:
-                    raise ValueError(f"PreferenceBatch.{f.name} has shape {tuple(value.shape)}, "
-                                     f"expected [{expected[0]}, k]")
-            elif tuple(value.shape) != expected:
-                raise ValueError(f"PreferenceBatch.{f.name} has shape {tuple(value.shape)}, "
-                                 f"expected {expected} like policy_chosen_logps")
+        PREFERENCE_FIELDS.check_shapes({f.name: getattr(self, f.name) for f in fields(self)})
 
     def require(self, names: frozenset[str] | set[str], objective: str) -> None:
         """Raise a ConfigError naming the first field in ``names`` that is None."""
@@ -165,28 +124,36 @@ class Objective:
 
     name: str = ""
     requires: frozenset[str] = frozenset()
+    # The batch type's fields that ``requires`` names; a token-level (rollout) objective sets its own.
+    field_table: ClassVar[FieldTable] = PREFERENCE_FIELDS
     # ε of the per-token clipped ratio in ``*_clipped_ratio_logps``: the engine needs it to compute them.
     token_ratio_clip: float | None = None
 
-    def __call__(self, batch: PreferenceBatch) -> ObjectiveOutput:
+    def __call__(self, batch: PreferenceBatch | RolloutBatch) -> ObjectiveOutput:
+        if type(batch).__name__ != self.field_table.batch:
+            raise ConfigError(f"objective '{self.name}' trains on a {self.field_table.batch}, "
+                              f"got a {type(batch).__name__}")
         batch.require(self.requires, self.name)
         return self.compute(batch)
 
-    def compute(self, batch: PreferenceBatch) -> ObjectiveOutput:  # pragma: no cover - abstract
+    def compute(self, batch: PreferenceBatch | RolloutBatch) -> ObjectiveOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
     @property
     def needs_reference(self) -> bool:
-        return bool(self.requires & {"reference_chosen_logps", "reference_rejected_logps",
-                                     "reference_explore_logps", "chosen_seq_kl", "rejected_seq_kl",
-                                     "reference_online_logps", *CLIPPED_RATIO_FIELDS})
+        """True when a required field involves the reference (see ``selm.objectives.fields``)."""
+        return self.field_table.needs_reference(self.requires)
 
     @property
     def needs_live_reference(self) -> bool:
         """True when the reference must run at every step, not once before training: for the
         per-token KL (TDPO), the per-token ratios (A-LoL seq) and the online samples' log-probs (HyPO)."""
-        return bool(self.requires & {"chosen_seq_kl", "rejected_seq_kl", "reference_online_logps",
-                                     *CLIPPED_RATIO_FIELDS})
+        return self.field_table.needs_live_reference(self.requires)
+
+    @property
+    def response_roles(self) -> frozenset[str]:
+        """The responses (``chosen``, ``rejected``, ``explore``, ``online``) the engine scores for this objective."""
+        return self.field_table.response_roles(self.requires)
 
     def state_dict(self) -> dict[str, float]:
         """State that changes during training (LCPO's reliability), for checkpoints; {} for pure losses."""
@@ -200,7 +167,7 @@ class Objective:
         return f"{type(self).__name__}({params})"
 
 
-_REGISTRY: dict[str, type[Objective]] = {}
+OBJECTIVES: Registry[type[Objective]] = Registry("objective")
 
 
 def register_objective(*names: str) -> Callable[[type[Objective]], type[Objective]]:
@@ -213,17 +180,13 @@ def register_objective(*names: str) -> Callable[[type[Objective]], type[Objectiv
     def wrap(cls: type[Objective]) -> type[Objective]:
         cls.name = names[0]
         for name in names:
-            if name in _REGISTRY and _REGISTRY[name] is not cls:
-                raise ValueError(f"objective name '{name}' is registered twice")
-            _REGISTRY[name] = cls
+            OBJECTIVES.add(name, cls)
         return cls
 
     return wrap
 
 
-def available_objectives() -> list[str]:
-    """Sorted list of registered objective names (aliases included)."""
-    return sorted(_REGISTRY)
+available_objectives = OBJECTIVES.available
 
 
 def get_objective(name: str, **hyperparameters: float) -> Objective:
@@ -231,11 +194,7 @@ def get_objective(name: str, **hyperparameters: float) -> Objective:
 
     Raises ConfigError for an unknown name or an unknown / invalid hyperparameter.
     """
-    if name not in _REGISTRY:
-        raise ConfigError(
-            f"unknown objective '{name}'; available: {', '.join(available_objectives())}"
-        )
-    cls = _REGISTRY[name]
+    cls = OBJECTIVES.get(name)
     known = hyperparameter_names(cls)
     unknown = sorted(set(hyperparameters) - set(known))
     if unknown:
@@ -246,46 +205,46 @@ def get_objective(name: str, **hyperparameters: float) -> Objective:
     return cls(**hyperparameters)
 
 
-def hyperparameter_names(cls: type[Objective]) -> tuple[str, ...]:
-    """The keyword arguments of ``cls.__init__``, in declaration order."""
+def hyperparameter_names(cls: type) -> tuple[str, ...]:
+    """The keyword arguments of ``cls.__init__`` (an objective's, an advantage estimator's), in declaration order."""
     # A class without its own __init__ inherits object's (self, /, *args, **kwargs): no names.
     named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     parameters = inspect.signature(cls.__init__).parameters.values()
     return tuple(p.name for p in parameters if p.kind in named and p.name != "self")
 
 
-def batch_fields() -> tuple[str, ...]:
-    """Names of every PreferenceBatch field."""
-    return tuple(f.name for f in fields(PreferenceBatch))
-
-
-def _check_number(objective: str, key: str, value: object) -> None:
+def _check_number(objective: str, key: str, value: object, what: str = "objective") -> None:
     # YAML and CLI overrides can hand over strings, booleans or NaN; none of them is a valid scale.
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise ConfigError(f"objective '{objective}': {key} must be a finite number, got {value!r}")
+        raise ConfigError(f"{what} '{objective}': {key} must be a finite number, got {value!r}")
 
 
-def validate_positive(objective: str, **values: float) -> None:
-    """Raise ConfigError unless every given hyperparameter is a finite number > 0."""
+def validate_positive(objective: str, *, what: str = "objective", **values: float) -> None:
+    """Raise ConfigError unless every given hyperparameter is a finite number > 0.
+
+    ``what`` names the kind of thing configured in the message (``"advantage estimator"``).
+    """
     for key, value in values.items():
-        _check_number(objective, key, value)
+        _check_number(objective, key, value, what)
         if not value > 0:
-            raise ConfigError(f"objective '{objective}': {key} must be > 0, got {value}")
+            raise ConfigError(f"{what} '{objective}': {key} must be > 0, got {value}")
 
 
-def validate_nonnegative(objective: str, **values: float) -> None:
+def validate_nonnegative(objective: str, *, what: str = "objective", **values: float) -> None:
     """Raise ConfigError unless every given hyperparameter is a finite number >= 0."""
     for key, value in values.items():
-        _check_number(objective, key, value)
+        _check_number(objective, key, value, what)
         if not value >= 0:
-            raise ConfigError(f"objective '{objective}': {key} must be >= 0, got {value}")
+            raise ConfigError(f"{what} '{objective}': {key} must be >= 0, got {value}")
 
 
 def validate_range(objective: str, key: str, value: float, low: float, high: float,
-                   *, low_open: bool = False) -> None:
-    """Raise ConfigError unless ``low <= value < high`` (``low < value < high`` if ``low_open``)."""
-    _check_number(objective, key, value)
+                   *, low_open: bool = False, high_closed: bool = False, what: str = "objective") -> None:
+    """Raise ConfigError unless ``low <= value < high`` (``low < value`` if ``low_open``,
+    ``value <= high`` if ``high_closed``)."""
+    _check_number(objective, key, value, what)
     above_low = value > low if low_open else value >= low
-    if not (above_low and value < high):
-        interval = f"{'(' if low_open else '['}{low}, {high})"
-        raise ConfigError(f"objective '{objective}': {key} must be in {interval}, got {value}")
+    below_high = value <= high if high_closed else value < high
+    if not (above_low and below_high):
+        interval = f"{'(' if low_open else '['}{low}, {high}{']' if high_closed else ')'}"
+        raise ConfigError(f"{what} '{objective}': {key} must be in {interval}, got {value}")

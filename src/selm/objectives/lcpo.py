@@ -15,12 +15,10 @@ from selm.objectives.base import (
     register_objective,
     validate_range,
 )
+from selm.objectives.fields import PREFERENCE_FIELDS
 
 # Pairs of PreferenceBatch fields that trade places when a pair's label is flipped.
-SWAPPED = (("policy_chosen_logps", "policy_rejected_logps"), ("reference_chosen_logps", "reference_rejected_logps"),
-           ("chosen_lengths", "rejected_lengths"), ("chosen_seq_kl", "rejected_seq_kl"),
-           ("chosen_advantages", "rejected_advantages"), ("chosen_grad_norms", "rejected_grad_norms"),
-           ("chosen_clipped_ratio_logps", "rejected_clipped_ratio_logps"))
+SWAPPED = PREFERENCE_FIELDS.counterparts("chosen", "rejected")
 
 
 def flipped(batch: PreferenceBatch) -> PreferenceBatch:

@@ -11,8 +11,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from selm.artifacts import EvalRow
+from selm.eval import keys
+from selm.eval.keys import is_time_key, train_key
 from selm.report.load import Row, RunData, number
-from selm.report.plots import Plot, is_plotted, is_time_key
+from selm.report.plots import Plot, is_plotted
 
 MISSING = "–"  # an en dash: the cell has no value (e.g. win rate of round 0)
 CONFIG_SUMMARY = "config.yaml (the resolved config, as run)"
@@ -125,7 +128,7 @@ def header_facts(run: RunData) -> list[Fact]:
     done = run.last_round
     rounds_text = f"{done} of {planned}" if isinstance(planned, int) and planned != done else str(done)
     facts.append(Fact("Rounds", rounds_text + (" (starting policy only)" if done == 0 else "")))
-    for label, key in (("Gold reward", "gold_reward_mean"), ("Judge reward", "reward_mean")):
+    for label, key in (("Gold reward", keys.GOLD_REWARD_MEAN), ("Judge reward", keys.REWARD_MEAN)):
         rounds, values = run.series(key)
         if len(values) >= 2:
             change = values[-1] - values[0]
@@ -167,22 +170,22 @@ def _total_time(row: Row) -> float | None:
 
 
 SUMMARY_COLUMNS: tuple[_Column, ...] = (
-    _metric("judge reward", "reward_mean", "reward_std"),
-    _metric("gold reward", "gold_reward_mean", "gold_reward_std"),
-    _metric("best-of-N judge reward", "eval/best_of_n_reward"),
-    _metric("best-of-N gold reward", "eval/best_of_n_gold_reward"),
-    _metric("KL (nats)", "kl"),
-    _metric("win vs round 0", "win_rate_vs_initial"),
-    _metric("win vs previous", "win_rate_vs_previous"),
-    _metric("length (tokens)", "length_mean"),
-    _metric("EOS rate", "eos_rate"),
-    _metric("distinct-2", "distinct_2"),
-    _metric("pairs", "pairs/count"),
-    _metric("tie rate", "tie_rate"),
-    _metric("pair margin", "pairs/margin_mean"),
-    _metric("train loss", "train/loss"),
-    _metric("train accuracy", "train/rewards/accuracies"),
-    _metric("train margin", "train/rewards/margins"),
+    _metric("judge reward", keys.REWARD_MEAN, keys.REWARD_STD),
+    _metric("gold reward", keys.GOLD_REWARD_MEAN, keys.GOLD_REWARD_STD),
+    _metric("best-of-N judge reward", keys.BEST_OF_N_REWARD),
+    _metric("best-of-N gold reward", keys.BEST_OF_N_GOLD_REWARD),
+    _metric("KL (nats)", keys.KL),
+    _metric("win vs round 0", keys.WIN_RATE_VS_INITIAL),
+    _metric("win vs previous", keys.WIN_RATE_VS_PREVIOUS),
+    _metric("length (tokens)", keys.LENGTH_MEAN),
+    _metric("EOS rate", keys.EOS_RATE),
+    _metric("distinct-2", keys.DISTINCT_2),
+    _metric("pairs", keys.PAIRS_COUNT),
+    _metric("tie rate", keys.PAIRS_TIE_RATE),
+    _metric("pair margin", keys.PAIRS_MARGIN_MEAN),
+    _metric("train loss", train_key(keys.LOSS)),
+    _metric("train accuracy", train_key(keys.REWARD_ACCURACIES)),
+    _metric("train margin", train_key(keys.REWARD_MARGINS)),
     _Column("time (s)", (), lambda row: format_value(_total_time(row)), lambda row: _total_time(row) is not None),
 )
 
@@ -191,7 +194,7 @@ def summary_table(run: RunData) -> Table:
     """Key metrics, one row per round; columns no round has are left out."""
     columns = [c for c in SUMMARY_COLUMNS if any(c.present(row) for row in run.metrics)]
     return Table("Summary per round", ["round"] + [c.label for c in columns],
-                 [[str(row["round"])] + [c.cell(row) for c in columns] for row in run.metrics],
+                 [[str(row[keys.ROUND])] + [c.cell(row) for c in columns] for row in run.metrics],
                  note="Means over the held-out prompts (± standard deviation); train columns are means over "
                       "the round's optimizer steps; win rates count ties as half.")
 
@@ -202,37 +205,33 @@ def other_metrics_table(run: RunData) -> Table | None:
     Transposed (metrics down, rounds across) because these are many (``diag/...``, throughput,
     memory) and rounds are few.
     """
-    shown = {"round", *(key for c in SUMMARY_COLUMNS for key in c.keys)}
-    keys: list[str] = []
+    shown = {keys.ROUND, *(key for c in SUMMARY_COLUMNS for key in c.keys)}
+    others: list[str] = []
     for row in run.metrics:
-        keys.extend(k for k, v in row.items()
-                    if k not in shown and not is_plotted(k) and k not in keys and format_value(v) != MISSING)
-    if not keys:
+        others.extend(k for k, v in row.items()
+                      if k not in shown and not is_plotted(k) and k not in others and format_value(v) != MISSING)
+    if not others:
         return None
     return Table("Other metrics", ["metric"] + [f"round {k}" for k in run.rounds],
-                 [[key] + [format_value(row.get(key)) for row in run.metrics] for key in keys])
+                 [[key] + [format_value(row.get(key)) for row in run.metrics] for key in others])
 
 
 # ----- examples -------------------------------------------------------------------------------
 
 
-def _first_sample_per_prompt(rows: Sequence[Row]) -> dict[int, Row]:
+def _first_sample_per_prompt(rows: Sequence[EvalRow]) -> dict[int, EvalRow]:
     """prompt_index -> its first sample (lowest ``sample_index``; eval may draw several per prompt)."""
-    first: dict[int, Row] = {}
+    first: dict[int, EvalRow] = {}
     for row in rows:
-        index = row.get("prompt_index")
-        if not isinstance(index, int):
-            continue
-        if index not in first or (row.get("sample_index") or 0) < (first[index].get("sample_index") or 0):
-            first[index] = row
+        if row.prompt_index not in first or row.sample_index < first[row.prompt_index].sample_index:
+            first[row.prompt_index] = row
     return first
 
 
-def _scores_line(row: Row) -> str:
-    parts = [f"{label} {format_value(row.get(key))}" for label, key in (("reward", "reward"), ("gold", "gold_reward"))
-             if row.get(key) is not None]
-    if row.get("num_tokens") is not None:
-        parts.append(f"{format_value(row['num_tokens'])} tokens")
+def _scores_line(row: EvalRow) -> str:
+    parts = [f"{label} {format_value(value)}" for label, value in (("reward", row.reward), ("gold", row.gold_reward))
+             if value is not None]
+    parts.append(f"{format_value(row.num_tokens)} tokens")
     return " · ".join(parts)
 
 
@@ -243,9 +242,8 @@ def example_responses(run: RunData) -> Examples | None:
         return None
     by_round = [_first_sample_per_prompt(run.evals[k]) for k in shown]
     common = sorted(set.intersection(*(set(rows) for rows in by_round)))[:NUM_EXAMPLES]
-    items = [Example(index, str(by_round[0][index].get("prompt", "")),
-                     [ExampleResponse(str(rows[index].get("response", "")), _scores_line(rows[index]))
-                      for rows in by_round])
+    items = [Example(index, str(by_round[0][index].prompt),
+                     [ExampleResponse(str(rows[index].response), _scores_line(rows[index])) for rows in by_round])
              for index in common]
     return Examples(shown, items) if items else None
 

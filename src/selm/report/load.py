@@ -16,7 +16,10 @@ from typing import Any
 
 import yaml
 
+from selm.artifacts import EvalRow
 from selm.errors import UserError
+from selm.eval import keys
+from selm.rundir import round_path
 
 Row = dict[str, Any]
 
@@ -39,34 +42,34 @@ class RunData:
     config: dict[str, Any] = field(default_factory=dict)
     config_text: str = ""
     train_logs: dict[int, list[Row]] = field(default_factory=dict)
-    evals: dict[int, list[Row]] = field(default_factory=dict)
+    evals: dict[int, list[EvalRow]] = field(default_factory=dict)
 
     @property
     def rounds(self) -> list[int]:
         """The finished rounds, ascending."""
-        return [row["round"] for row in self.metrics]
+        return [row[keys.ROUND] for row in self.metrics]
 
     @property
     def last_round(self) -> int:
-        return self.metrics[-1]["round"]
+        return self.metrics[-1][keys.ROUND]
 
     def series(self, key: str) -> tuple[list[int], list[float]]:
         """(rounds, values) of a numeric metric, leaving out rounds where it is missing, null or NaN."""
         points = self.points(key)
         return [k for k, _ in points], [values[0] for _, values in points]
 
-    def points(self, *keys: str) -> list[tuple[int, list[float]]]:
-        """(round, [value of each key]) for the rounds where every one of ``keys`` has a number."""
+    def points(self, *metrics: str) -> list[tuple[int, list[float]]]:
+        """(round, [value of each metric]) for the rounds where every one of ``metrics`` has a number."""
         out = []
         for row in self.metrics:
             values = []
-            for key in keys:
+            for key in metrics:
                 value = number(row.get(key))
                 if value is None:
                     break
                 values.append(value)
             else:
-                out.append((row["round"], values))
+                out.append((row[keys.ROUND], values))
         return out
 
 
@@ -80,11 +83,6 @@ def number(value: Any) -> float | None:
     return float(value)
 
 
-def round_dir(run_dir: Path, round_index: int) -> Path:
-    """``RUN_DIR/rounds/NN`` (two digits, as the loop writes it)."""
-    return run_dir / "rounds" / f"{round_index:02d}"
-
-
 def load_run(run_dir: Path | str) -> RunData:
     """Read ``run_dir`` for the report.
 
@@ -95,15 +93,15 @@ def load_run(run_dir: Path | str) -> RunData:
     run_dir = Path(run_dir)
     metrics = _load_metrics(run_dir / "metrics.jsonl")
     config, config_text = _load_config(run_dir / "config.yaml")
-    rounds = [row["round"] for row in metrics]
+    rounds = [row[keys.ROUND] for row in metrics]
     train_logs = {}
     for k in rounds:
-        log = _read_optional_jsonl(round_dir(run_dir, k) / "train_log.jsonl")
+        log = _read_optional_jsonl(round_path(run_dir, k) / "train_log.jsonl")
         if log:
             train_logs[k] = log
     evals = {}
     for k in sorted({rounds[0], rounds[-1]}):
-        rows = _read_optional_jsonl(round_dir(run_dir, k) / "eval.jsonl")
+        rows = _eval_rows(round_path(run_dir, k) / "eval.jsonl")
         if rows:
             evals[k] = rows
     return RunData(run_dir, metrics, config, config_text, train_logs, evals)
@@ -144,7 +142,12 @@ def _load_config(path: Path) -> tuple[dict[str, Any], str]:
 
 
 def _read_optional_jsonl(path: Path) -> list[Row]:
-    """Rows of a per-round JSONL artifact; [] when absent.
+    """Rows of a per-round JSONL artifact; [] when absent (see :func:`_numbered_rows`)."""
+    return [row for _, row in _numbered_rows(path)]
+
+
+def _numbered_rows(path: Path) -> list[tuple[int, Row]]:
+    """(line number, row) of every JSON object in a per-round JSONL artifact; [] when absent.
 
     Unparsable lines are skipped with a warning rather than failing the report: the train log is
     appended step by step, so a run killed mid-write can leave a partial last line.
@@ -159,8 +162,19 @@ def _read_optional_jsonl(path: Path) -> list[Row]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
-                warnings.warn(f"{path}:{line_no}: not valid JSON; line skipped in the report", stacklevel=3)
+                warnings.warn(f"{path}:{line_no}: not valid JSON; line skipped in the report", stacklevel=4)
                 continue
             if isinstance(row, dict):
-                rows.append(row)
+                rows.append((line_no, row))
+    return rows
+
+
+def _eval_rows(path: Path) -> list[EvalRow]:
+    """The eval rows of ``path``; [] when absent. A row without an eval row's keys is skipped with a warning."""
+    rows = []
+    for line_no, row in _numbered_rows(path):
+        try:
+            rows.append(EvalRow.from_json(row))
+        except KeyError as exc:
+            warnings.warn(f"{path}:{line_no}: not an eval row (no key {exc}); line skipped in the report", stacklevel=3)
     return rows

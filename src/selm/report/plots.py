@@ -19,6 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from selm.eval import keys
+from selm.eval.keys import is_time_key
 from selm.report.load import RunData, number
 
 if TYPE_CHECKING:  # matplotlib.typing exists from matplotlib 3.8 only; needed for type checkers alone
@@ -49,22 +51,22 @@ STYLE: dict[RcKeyType, Any] = {
 
 # (metric key, legend label, colour) of the per-phase timings, in the order the phases run. Each
 # phase keeps its colour whichever phases a run has; unknown time/... keys get the spare colours.
-TIME_PHASES: tuple[tuple[str, str, str], ...] = (
-    ("time/sample_s", "sample", BLUE), ("time/judge_s", "judge", ORANGE), ("time/reference_s", "reference", PURPLE),
-    ("time/train_s", "train", GREEN), ("time/eval_s", "eval", SKY))
+TIME_PHASES: tuple[tuple[str, str, str], ...] = tuple(
+    (keys.time_key(phase), phase, colour) for phase, colour in
+    (("sample", BLUE), ("judge", ORANGE), ("reference", PURPLE), ("train", GREEN), ("eval", SKY)))
 SPARE_COLOURS = (VERMILLION, YELLOW, GREY)
 
 # Metrics keys drawn in a plot below (and every time/<phase>_s key), so the "other metrics" table skips them.
-PLOTTED_KEYS = frozenset({"reward_mean", "reward_std", "gold_reward_mean", "gold_reward_std", "kl",
-                          "win_rate_vs_initial", "win_rate_vs_previous", "length_mean",
-                          "eval/best_of_n_reward", "eval/best_of_n_gold_reward",
-                          "diag/chosen_logp_fell_frac", "diag/rejected_logp_rose_frac", "diag/both_logp_fell_frac"})
+PLOTTED_KEYS = frozenset({keys.REWARD_MEAN, keys.REWARD_STD, keys.GOLD_REWARD_MEAN, keys.GOLD_REWARD_STD, keys.KL,
+                          keys.WIN_RATE_VS_INITIAL, keys.WIN_RATE_VS_PREVIOUS, keys.LENGTH_MEAN,
+                          keys.BEST_OF_N_REWARD, keys.BEST_OF_N_GOLD_REWARD,
+                          keys.CHOSEN_LOGP_FELL_FRAC, keys.REJECTED_LOGP_ROSE_FRAC, keys.BOTH_LOGP_FELL_FRAC})
 
 # Best-of-N baseline of each reward series (drawn dashed in its panel).
-BEST_OF_N_KEYS = {"reward_mean": "eval/best_of_n_reward", "gold_reward_mean": "eval/best_of_n_gold_reward"}
+BEST_OF_N_KEYS = {keys.REWARD_MEAN: keys.BEST_OF_N_REWARD, keys.GOLD_REWARD_MEAN: keys.BEST_OF_N_GOLD_REWARD}
 
 # (train_log key, y label) of the training-curve panels.
-TRAIN_PANELS = (("loss", "loss"), ("rewards/accuracies", "reward accuracy"), ("rewards/margins", "implicit reward"))
+TRAIN_PANELS = ((keys.LOSS, "loss"), (keys.REWARD_ACCURACIES, "reward accuracy"), (keys.REWARD_MARGINS, "implicit reward"))
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,6 @@ class Plot:
     caption: str
     png: bytes
     wide: bool = False
-
-
-def is_time_key(key: str) -> bool:
-    """True for a per-phase wall-clock metric, ``time/<phase>_s``."""
-    return key.startswith("time/") and key.endswith("_s")
 
 
 def is_plotted(key: str) -> bool:
@@ -122,8 +119,8 @@ def _round_axis(ax: Axes, run: RunData) -> None:
 
 def _reward_series(run: RunData) -> list[tuple[str, str, str, str]]:
     """(mean key, std key, name, colour) of the rewards the run has: the judge's, then the gold one."""
-    series = [("reward_mean", "reward_std", "judge reward", BLUE),
-              ("gold_reward_mean", "gold_reward_std", "gold reward", ORANGE)]
+    series = [(keys.REWARD_MEAN, keys.REWARD_STD, "judge reward", BLUE),
+              (keys.GOLD_REWARD_MEAN, keys.GOLD_REWARD_STD, "gold reward", ORANGE)]
     return [s for s in series if run.series(s[0])[1]]
 
 
@@ -147,7 +144,7 @@ def reward_plot(run: RunData) -> Figure | None:
                 ax.errorbar(rounds, means, yerr=stds, color=colour, capsize=4, fmt="none", label="± 1 std")
         best_rounds, best = run.series(BEST_OF_N_KEYS[mean_key])
         if best:
-            n = next((number(row.get("eval/best_of_n")) for row in run.metrics if "eval/best_of_n" in row), None)
+            n = next((number(row.get(keys.BEST_OF_N)) for row in run.metrics if keys.BEST_OF_N in row), None)
             ax.plot(best_rounds, best, marker="s", linestyle="--", color=GREY,
                     label=f"best-of-{n:.0f} (baseline)" if n else "best-of-N (baseline)")
         ax.set_title(name[0].upper() + name[1:] + " per round")
@@ -159,7 +156,7 @@ def reward_plot(run: RunData) -> Figure | None:
 
 def frontier_plot(run: RunData) -> Figure | None:
     """Reward against KL(policy ‖ starting policy): how much reward each nat of drift bought."""
-    panels = [(name, colour, run.points("kl", mean_key)) for mean_key, _, name, colour in _reward_series(run)]
+    panels = [(name, colour, run.points(keys.KL, mean_key)) for mean_key, _, name, colour in _reward_series(run)]
     panels = [panel for panel in panels if len(panel[2]) >= 2]  # one point is no trade-off
     if not panels:
         return None
@@ -185,7 +182,7 @@ def proxy_gold_plot(run: RunData) -> Figure | None:
     judge = run.config.get("judge") if isinstance(run.config.get("judge"), dict) else {}
     if judge.get("kind", "gold") == "gold":
         return None
-    proxy, gold = run.series("reward_mean"), run.series("gold_reward_mean")
+    proxy, gold = run.series(keys.REWARD_MEAN), run.series(keys.GOLD_REWARD_MEAN)
     if len(proxy[1]) < 2 or len(gold[1]) < 2:
         return None
     fig, (ax,) = _new_figure(1, 7.0, 3.8)
@@ -204,15 +201,15 @@ def proxy_gold_plot(run: RunData) -> Figure | None:
 def entanglement_plot(run: RunData) -> Figure | None:
     """Cosine of ∇log π(chosen), ∇log π(rejected) and ⟨g_c, g_r⟩ / min(‖g_c‖², ‖g_r‖²) over steps."""
     logs = _round_logs(run)
-    panels = [(key, label) for key, label in (("diag/grad_cosine", "cos(g_c, g_r)"),
-                                              ("diag/grad_ratio", "⟨g_c,g_r⟩ / min(‖g_c‖²,‖g_r‖²)"))
+    panels = [(key, label) for key, label in ((keys.GRAD_COSINE, "cos(g_c, g_r)"),
+                                              (keys.GRAD_RATIO, "⟨g_c,g_r⟩ / min(‖g_c‖²,‖g_r‖²)"))
               if any(key in log.series for log in logs)]
     if not panels:
         return None
     fig, axes = _new_figure(len(panels), 9.0, 0.8 + 2.3 * len(panels), sharex=True)
     for ax, (key, label) in zip(axes, panels, strict=True):
         _plot_segments(ax, logs, key, PURPLE, marker="o")
-        if key == "diag/grad_ratio":
+        if key == keys.GRAD_RATIO:
             # Above 1 the chosen and rejected log-probs move in the same direction.
             ax.axhline(1.0, color=VERMILLION, linestyle="--", linewidth=1, label="1: entangled above")
             ax.legend(loc="best")
@@ -245,22 +242,22 @@ def _fraction_lines(run: RunData, lines: list[tuple[str, str, str]], title: str,
 
 def logp_shift_plot(run: RunData) -> Figure | None:
     """Per round, the fraction of its training pairs whose chosen log-prob fell / rejected rose."""
-    return _fraction_lines(run, [("diag/chosen_logp_fell_frac", "chosen log-prob fell", VERMILLION),
-                                 ("diag/rejected_logp_rose_frac", "rejected log-prob rose", PURPLE),
-                                 ("diag/both_logp_fell_frac", "both fell", GREY)],
+    return _fraction_lines(run, [(keys.CHOSEN_LOGP_FELL_FRAC, "chosen log-prob fell", VERMILLION),
+                                 (keys.REJECTED_LOGP_ROSE_FRAC, "rejected log-prob rose", PURPLE),
+                                 (keys.BOTH_LOGP_FELL_FRAC, "both fell", GREY)],
                            "Log-prob shifts of each round's pairs", "fraction of the round's pairs", (-0.03, 1.03))
 
 
 def win_rate_plot(run: RunData) -> Figure | None:
     """Held-out win rate against the starting policy and against the previous round."""
-    return _fraction_lines(run, [("win_rate_vs_initial", "vs round 0", BLUE),
-                                 ("win_rate_vs_previous", "vs previous round", ORANGE)],
+    return _fraction_lines(run, [(keys.WIN_RATE_VS_INITIAL, "vs round 0", BLUE),
+                                 (keys.WIN_RATE_VS_PREVIOUS, "vs previous round", ORANGE)],
                            "Win rate per round", "win rate (ties count ½)", (0, 1), no_change=0.5)
 
 
 def length_plot(run: RunData) -> Figure | None:
     """Mean response length per round (reward hacking often shows up as length growth first)."""
-    rounds, lengths = run.series("length_mean")
+    rounds, lengths = run.series(keys.LENGTH_MEAN)
     if not lengths:
         return None
     fig, (ax,) = _new_figure(1, 7.0, 3.8)
@@ -294,13 +291,13 @@ def _round_logs(run: RunData) -> list[_RoundLog]:
         series: dict[str, tuple[list[float], list[float]]] = {}
         last = 0.0
         for row in run.train_logs[k]:
-            step = number(row.get("step"))
+            step = number(row.get(keys.STEP))
             if step is None:
                 continue
             last = max(last, step)
             for key, value in row.items():
                 value = number(value)
-                if value is not None and key != "step":
+                if value is not None and key != keys.STEP:
                     xs, ys = series.setdefault(key, ([], []))
                     xs.append(offset + step)
                     ys.append(value)
@@ -325,17 +322,17 @@ def training_plot(run: RunData) -> Figure | None:
         return None
     fig, axes = _new_figure(len(panels), 9.0, 0.8 + 2.3 * len(panels), sharex=True)
     for ax, (key, label) in zip(axes, panels, strict=True):
-        if key == "rewards/margins":
+        if key == keys.REWARD_MARGINS:
             _plot_segments(ax, logs, key, BLUE, "margin")
             # Chosen and rejected rewards tell whether the margin grows by raising the chosen or
             # only by pushing both down (likelihood displacement).
-            for side, colour in (("rewards/chosen", GREEN), ("rewards/rejected", VERMILLION)):
+            for side, colour in ((keys.REWARD_CHOSEN, GREEN), (keys.REWARD_REJECTED, VERMILLION)):
                 _plot_segments(ax, logs, side, colour, side.split("/")[1], linewidth=1.2, alpha=0.85)
             ax.axhline(0, color=GREY, linewidth=0.8)
             ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
         else:
             _plot_segments(ax, logs, key, BLUE)
-        if key == "rewards/accuracies":
+        if key == keys.REWARD_ACCURACIES:
             ax.set_ylim(-0.03, 1.03)
         ax.set_ylabel(label)
         for log in logs[1:]:

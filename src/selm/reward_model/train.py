@@ -26,6 +26,7 @@ from selm.errors import ConfigError, DataError, ModelLoadError
 from selm.judges.reward_model import ENSEMBLE_FILE, encode_for_reward_model
 from selm.modeling.loading import load_tokenizer
 from selm.modeling.saving import save_model_atomically
+from selm.optim import adamw, optimizer_step, transformers_schedule
 from selm.reward_model.config import RewardModelConfig
 from selm.reward_model.loss import bradley_terry_loss
 from selm.tasks.sources import resolve_model_source
@@ -135,8 +136,6 @@ def train_member(config: RewardModelConfig, source: str, tokenizer: Any, train: 
                  seed: int, out: Path, progress: bool = True) -> dict[str, float]:
     """Train one reward model with ``seed`` and save it with its tokenizer (and its step log) into ``out``."""
     pad = tokenizer.pad_token_id
-    from transformers import get_scheduler
-
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(seed)  # the score head's initialisation
     model = _load_model(source, config, pad, device)
@@ -146,10 +145,9 @@ def train_member(config: RewardModelConfig, source: str, tokenizer: Any, train: 
     bs = config.per_device_train_batch_size
     steps_per_epoch = math.ceil(len(train) / bs)
     total = max(1, math.ceil(steps_per_epoch * config.num_train_epochs))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
-    scheduler = get_scheduler(config.lr_scheduler_type, optimizer, num_warmup_steps=math.ceil(config.warmup_ratio * total),
-                              num_training_steps=total)
+    params = list(model.parameters())
+    optimizer = adamw(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = transformers_schedule(optimizer, config.lr_scheduler_type, config.warmup_ratio, total)
     out.mkdir(parents=True, exist_ok=True)
     log = (out / "train_log.jsonl").open("w")
     model.train()
@@ -164,11 +162,7 @@ def train_member(config: RewardModelConfig, source: str, tokenizer: Any, train: 
         r_c, r_r = _rewards(model, ids, mask)
         loss = bradley_terry_loss(r_c, r_r, margins, config.label_smoothing).mean()
         loss.backward()
-        if config.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(optimizer, scheduler, params, config.max_grad_norm)
         window.append((len(rows), float(loss.detach()), float((r_c > r_r).float().sum())))
         if step % config.logging_steps == 0 or step == total:
             n = sum(w[0] for w in window)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
+from selm.config import StrictModel
 from selm.errors import ConfigError
 
 
@@ -103,8 +105,39 @@ class SamplingProgress:
         self.bar.update(completions)
 
 
+@dataclass(frozen=True)
+class SamplerContext:
+    """What a caller knows about the policy beyond the model object, for backends that use it.
+
+    Attributes:
+        workdir: a folder the backend may keep files in from one sampler to the next (a run's
+            ``cache/<backend>``); None: the backend uses a temporary one if it needs one.
+        policy_path: a folder holding exactly the model's weights, saved by the caller (a HF model
+            folder, or a PEFT adapter folder for a LoRA model), e.g. a round's ``policy/``; None
+            when they are saved nowhere yet.
+    """
+
+    workdir: Path | None = None
+    policy_path: Path | None = None
+
+
 class Sampler(ABC):
-    """A generation backend."""
+    """A generation backend.
+
+    Subclasses set ``name`` (the ``sampling.backend`` that selects them) and ``Options`` (a pydantic
+    model of their own keys, given as ``sampling.options`` in a run config), are decorated with
+    ``selm.sampling.register_sampler``, and take ``(model, tokenizer, batch_size=..., progress=...,
+    options=..., context=...)`` in ``__init__``.
+
+    Attributes:
+        separate_engine: True when the backend computes log-probs with its own kernels rather than
+            the policy model's forward; the round loop then measures their drift from the
+            trainer's (``selm.sampling.drift``).
+    """
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type[StrictModel]] = StrictModel
+    separate_engine: ClassVar[bool] = False
 
     @abstractmethod
     def generate(self, prompt_token_ids: list[list[int]], params: SamplingParams,

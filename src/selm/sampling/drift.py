@@ -3,7 +3,7 @@
 A backend other than transformers (vLLM) runs its own kernels, so the log π it reports for a
 sampled completion can differ from what the trainer computes for the same tokens; a large gap
 would bias anything that uses sampler log-probs (importance weights, KL estimates). This scores
-the completions again with the trainer's engine (:func:`selm.engine.sequence_stats`) and
+the completions again with the trainer's engine (:func:`selm.engine.score_sequences`) and
 summarises the gap per token.
 """
 
@@ -13,11 +13,10 @@ from collections.abc import Sequence
 
 import torch
 
-from selm.engine import collate_sequences, sequence_stats
+from selm.engine import score_sequences
 from selm.sampling.base import Completion
 
 
-@torch.no_grad()
 def logprob_drift(model: torch.nn.Module, pad_token_id: int, prompt_ids: Sequence[Sequence[int]],
                   completions: Sequence[Sequence[Completion]], *, max_sequences: int = 64,
                   batch_size: int = 16, chunk_size: int = 1024) -> dict[str, float]:
@@ -45,17 +44,8 @@ def logprob_drift(model: torch.nn.Module, pad_token_id: int, prompt_ids: Sequenc
     pairs = pairs[:max_sequences]
     if not pairs:
         return {}
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    gaps: list[float] = []
-    try:
-        for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start:start + batch_size]
-            batch = collate_sequences([(p, c.token_ids) for p, c in chunk], pad_token_id).to(device)
-            logps = sequence_stats(model, batch, chunk_size=chunk_size).logps.double().tolist()
-            gaps.extend(abs(c.logprob - lp) / c.num_tokens for (_, c), lp in zip(chunk, logps))
-    finally:
-        model.train(was_training)
+    logps = score_sequences(model, [(p, c.token_ids) for p, c in pairs], pad_token_id, batch_size=batch_size,
+                            chunk_size=chunk_size).double().tolist()
+    gaps = [abs(c.logprob - lp) / c.num_tokens for (_, c), lp in zip(pairs, logps)]
     return {"sampling/logprob_drift_mean": sum(gaps) / len(gaps), "sampling/logprob_drift_max": max(gaps),
             "sampling/logprob_drift_sequences": len(gaps)}

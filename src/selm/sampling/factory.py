@@ -1,39 +1,51 @@
-"""Choosing a sampling backend by name."""
+"""Sampling backends by name, and ``build_sampler`` to make one.
+
+A backend is a ``Sampler`` subclass with ``name`` and ``Options``, decorated with
+``register_sampler``; it is one file (see docs/extending.md). Its options come from the run
+config's ``sampling.options`` and are validated by its ``Options`` model.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from selm.errors import ConfigError
-from selm.sampling.base import Sampler
-from selm.sampling.hf import HFSampler
+from selm.config import validate
+from selm.registry import Registry
+from selm.sampling.base import Sampler, SamplerContext
 
-BACKENDS = ("hf", "vllm")
+SAMPLERS: Registry[type[Sampler]] = Registry("backend", key="sampling.backend")
+
+register_sampler = SAMPLERS.register
+available_samplers = SAMPLERS.available
 
 
-def build_sampler(backend: str, model: torch.nn.Module, tokenizer: Any, **options: Any) -> Sampler:
+def build_sampler(backend: str, model: torch.nn.Module, tokenizer: Any, *, batch_size: int | None = None,
+                  progress: bool | None = None, workdir: str | Path | None = None,
+                  policy_path: str | Path | None = None, **options: Any) -> Sampler:
     """A sampler for ``model`` on ``backend``.
 
     Args:
-        backend: ``"hf"`` (transformers generate; the default everywhere) or ``"vllm"``.
+        backend: a registered backend: ``"hf"`` (transformers generate; the default everywhere),
+            ``"vllm"``, or a user's.
         model: the policy.
         tokenizer: its tokenizer.
-        **options: backend options. ``hf``: ``batch_size``, ``progress`` (see :class:`HFSampler`).
-            ``vllm``: ``batch_size``, ``progress``, ``policy_path`` (the policy's saved folder, so
-            it need not be saved again), ``workdir``, ``dtype``, ``max_model_len``,
-            ``kv_cache_gib``, ... (see :class:`selm.sampling.vllm.VLLMSampler`). The vLLM engine
-            starts on the first call (30–55 s on a 2-core CPU) and is reused by later ones.
+        batch_size: most sequences generated together; None: the backend's default.
+        progress: show the backend's own progress bar; None: the backend's default.
+        workdir: see :class:`SamplerContext`.
+        policy_path: see :class:`SamplerContext`.
+        **options: the backend's own options, validated by its ``Options`` (``vllm``: ``dtype``,
+            ``max_model_len``, ``kv_cache_gib``, ... see :class:`selm.sampling.vllm.VLLMSampler`).
 
     Raises:
-        ConfigError: unknown backend, or ``vllm`` without vLLM installed.
+        ConfigError: unknown backend or option, or a backend that cannot start (``vllm`` without
+            vLLM installed).
     """
-    if backend == "hf":
-        return HFSampler(model, tokenizer, **options)
-    if backend == "vllm":
-        # Imported here: the module is light, but keeps vLLM out of every hf-only process.
-        from selm.sampling.vllm import VLLMSampler
-
-        return VLLMSampler(model, tokenizer, **options)
-    raise ConfigError(f"sampling.backend: unknown backend '{backend}'; available: {', '.join(BACKENDS)}")
+    cls = SAMPLERS.get(backend)
+    validated = validate(cls.Options, options, source=f"sampling.options (backend '{backend}')")
+    common = {key: value for key, value in (("batch_size", batch_size), ("progress", progress)) if value is not None}
+    context = SamplerContext(workdir=Path(workdir) if workdir is not None else None,
+                             policy_path=Path(policy_path) if policy_path is not None else None)
+    return cls(model, tokenizer, options=validated, context=context, **common)

@@ -23,10 +23,13 @@ import torch
 from tqdm.auto import tqdm
 from transformers.generation.streamers import BaseStreamer
 
+from selm.config import StrictModel
 from selm.errors import ConfigError, DataError
-from selm.sampling.base import Completion, Sampler, SamplingParams, SamplingProgress
+from selm.sampling.base import Completion, Sampler, SamplerContext, SamplingParams, SamplingProgress
+from selm.sampling.factory import register_sampler
 
 
+@register_sampler
 class HFSampler(Sampler):
     """Sample from a transformers causal LM.
 
@@ -36,9 +39,14 @@ class HFSampler(Sampler):
         batch_size: most sequences (prompts × samples) generated together; a prompt's n samples
             are never split across batches, so a batch holds n rows when n > batch_size.
         progress: show a tqdm bar (sequences, with tokens/s).
+        options: the backend's options (it has none).
+        context: unused: the model in memory is what is sampled.
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, batch_size: int = 64, progress: bool = True):
+    name = "hf"
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, batch_size: int = 64, progress: bool = True,
+                 options: StrictModel | None = None, context: SamplerContext | None = None):
         if batch_size < 1:
             raise ConfigError(f"sampling.batch_size: must be >= 1, got {batch_size}")
         self.model = model

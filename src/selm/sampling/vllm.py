@@ -34,10 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import Field
 
+from selm.config import StrictModel
 from selm.errors import ConfigError, DataError
+from selm.io import replace_dir_atomically
 from selm.modeling.loading import model_fingerprint
-from selm.sampling.base import Completion, Sampler, SamplingParams, SamplingProgress
+from selm.sampling.base import Completion, Sampler, SamplerContext, SamplingParams, SamplingProgress
+from selm.sampling.factory import register_sampler
 from selm.sampling.hf import _eos_token_ids
 
 # Ranks vLLM accepts for max_lora_rank (vllm.config.lora.MaxLoRARanks).
@@ -84,59 +88,72 @@ def shutdown_engine() -> None:
 atexit.register(shutdown_engine)
 
 
+@register_sampler
 class VLLMSampler(Sampler):
     """Sample from ``model`` with vLLM.
 
     Args:
         model: the policy (a transformers causal LM, or a PEFT model for LoRA). Only its weights'
             identity and, for LoRA, its adapter config are read here; the weights vLLM runs come
-            from ``policy_path`` or from a copy saved under ``workdir``.
+            from ``context.policy_path`` or from a copy saved under ``context.workdir``.
         tokenizer: its tokenizer (EOS/pad ids, decoding).
-        policy_path: folder holding exactly ``model``'s weights: a HF model folder (full weights)
-            or a PEFT adapter folder (LoRA), e.g. a round's ``policy/``. None: the sampler saves
-            one under ``workdir`` (once per distinct set of weights).
-        base_model_path: LoRA only: the base model folder or hub id vLLM loads; default the
-            adapter's ``base_model_name_or_path``.
-        workdir: where saved copies and vLLM's cache (``VLLM_CACHE_ROOT``) go; default a
-            temporary folder removed at exit.
-        dtype: engine dtype; default the model's (use float32 on CPU: bf16 is slower there).
-        max_model_len: longest prompt + completion in tokens; default the model's
-            ``max_position_embeddings``.
-        max_num_seqs: most sequences the engine decodes together (``batch_size`` in the loop).
-        kv_cache_gib: KV cache size in GiB; default CPU_KV_CACHE_GIB on CPU, and on GPU whatever
-            ``gpu_memory_utilization`` leaves. Must hold at least one ``max_model_len`` sequence.
-        gpu_memory_utilization: GPU only, when ``kv_cache_gib`` is None: share of GPU memory the
-            engine may take (weights + KV cache).
-        enforce_eager: skip torch.compile / CUDA graphs (start-up ~100 s shorter on CPU, no slower).
+        batch_size: most sequences the engine decodes together when ``options.max_num_seqs`` is
+            unset; default 256.
         progress: show vLLM's progress bar.
-        batch_size: accepted for interface parity with ``hf``; same as ``max_num_seqs``.
+        options: see :class:`VLLMSampler.Options`.
+        context: ``policy_path``: the saved ``model`` to load (None: the sampler saves one under
+            the workdir, once per distinct set of weights); ``workdir``: where saved copies and
+            vLLM's cache (``VLLM_CACHE_ROOT``) go, default a temporary folder removed at exit.
 
     Raises:
         ConfigError: vLLM is not installed, or the model cannot be served this way.
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, policy_path: str | Path | None = None,
-                 base_model_path: str | None = None, workdir: str | Path | None = None,
-                 dtype: str | None = None, max_model_len: int | None = None, max_num_seqs: int | None = None,
-                 kv_cache_gib: float | None = None, gpu_memory_utilization: float = 0.5,
-                 enforce_eager: bool = True, progress: bool = False, batch_size: int | None = None):
+    name = "vllm"
+    separate_engine = True
+
+    class Options(StrictModel):
+        """``sampling.options`` of the ``vllm`` backend."""
+
+        base_model_path: str | None = Field(
+            None, description="LoRA only: the base model folder or hub id vLLM loads; default the adapter's "
+                              "base_model_name_or_path")
+        dtype: str | None = Field(None, description="engine dtype; default the model's (float32 on CPU: bf16 is "
+                                                    "slower there)")
+        max_model_len: int | None = Field(None, gt=0, description="longest prompt + completion in tokens; default "
+                                                                  "the model's max_position_embeddings")
+        max_num_seqs: int | None = Field(None, gt=0, description="most sequences decoded together; default "
+                                                                 "sampling.batch_size")
+        kv_cache_gib: float | None = Field(
+            None, gt=0, description=f"KV cache in GiB (holds at least one max_model_len sequence); default "
+                                    f"{CPU_KV_CACHE_GIB} on CPU, on GPU what gpu_memory_utilization leaves")
+        gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="GPU only, without kv_cache_gib: share "
+                                                                           "of GPU memory the engine may take")
+        enforce_eager: bool = Field(True, description="skip torch.compile / CUDA graphs (start-up ~100 s shorter "
+                                                      "on CPU, no slower)")
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, batch_size: int | None = None, progress: bool = False,
+                 options: Options | None = None, context: SamplerContext | None = None):
         try:
             import vllm  # noqa: F401
         except ImportError as exc:
             raise ConfigError(MISSING_EXTRA) from exc
+        opts = options or self.Options()
+        context = context or SamplerContext()
         self.model = model
         self.tokenizer = tokenizer
         self.progress = progress
         self.stop_ids = _eos_token_ids(model, tokenizer)
         self.is_lora = hasattr(model, "peft_config")
         config = model.get_base_model().config if self.is_lora else model.config
-        self.workdir = Path(workdir) if workdir is not None else None
+        self.workdir = context.workdir
         options = dict(
-            dtype=dtype or str(next(model.parameters()).dtype).removeprefix("torch."),
-            max_model_len=max_model_len or getattr(config, "max_position_embeddings", None),
-            max_num_seqs=max_num_seqs or batch_size or 256,
-            enforce_eager=enforce_eager,
+            dtype=opts.dtype or str(next(model.parameters()).dtype).removeprefix("torch."),
+            max_model_len=opts.max_model_len or getattr(config, "max_position_embeddings", None),
+            max_num_seqs=opts.max_num_seqs or batch_size or 256,
+            enforce_eager=opts.enforce_eager,
         )
+        kv_cache_gib = opts.kv_cache_gib
         if kv_cache_gib is None and not torch.cuda.is_available():
             # On CPU vLLM otherwise reserves gpu_memory_utilization × all RAM and refuses to start
             # when that much is not free.
@@ -144,13 +161,13 @@ class VLLMSampler(Sampler):
         if kv_cache_gib is not None:
             options["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
         else:
-            options["gpu_memory_utilization"] = gpu_memory_utilization
-        self._policy_path = policy_path
+            options["gpu_memory_utilization"] = opts.gpu_memory_utilization
+        self._policy_path = context.policy_path
         # What identifies this sampler's weights in the engine: the saved folder, else their hash.
-        self._fingerprint = None if policy_path is not None else model_fingerprint(model)
-        self._identity = (f"path:{Path(policy_path).resolve()}" if policy_path is not None
+        self._fingerprint = None if self._policy_path is not None else model_fingerprint(model)
+        self._identity = (f"path:{self._policy_path.resolve()}" if self._policy_path is not None
                           else f"weights:{self._fingerprint}")
-        self._engine_args = (base_model_path, config, options)
+        self._engine_args = (opts.base_model_path, config, options)
         self._bring_in()
 
     # ----- the engine and the policy in it -------------------------------------------------------
@@ -185,7 +202,7 @@ class VLLMSampler(Sampler):
                 start_from = base_model_path or adapter.base_model_name_or_path
                 if not start_from:
                     raise ConfigError("sampling.backend 'vllm' with LoRA: the adapter names no base model; "
-                                      "pass base_model_path")
+                                      "set sampling.options.base_model_path")
             else:
                 start_from = str(self._weights_folder(workdir))
             from vllm import LLM
@@ -219,16 +236,13 @@ class VLLMSampler(Sampler):
     def _weights_folder(self, workdir: Path) -> Path:
         """A folder vLLM can load that holds exactly ``self.model``'s weights (or adapter)."""
         if self._policy_path is not None:
-            if not Path(self._policy_path).is_dir():
+            if not self._policy_path.is_dir():
                 raise ConfigError(f"sampling: policy folder {self._policy_path} does not exist")
-            return Path(self._policy_path)
+            return self._policy_path
         # One folder per set of weights: vLLM may still be reading the previous one.
         folder = workdir / f"policy-{self._fingerprint[:16]}"
         if not folder.is_dir():
-            tmp = workdir / f"policy-{self._fingerprint[:16]}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            self.model.save_pretrained(tmp, safe_serialization=True)
-            os.replace(tmp, folder)
+            replace_dir_atomically(folder, lambda tmp: self.model.save_pretrained(tmp, safe_serialization=True))
         return folder
 
     # ----- sampling ------------------------------------------------------------------------------

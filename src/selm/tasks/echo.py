@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from selm.errors import DataError
 from selm.tasks.base import Task
+from selm.tasks.registry import register_task
 
 MIN_DIGITS, MAX_DIGITS = 3, 6
 MARK = "!"
@@ -63,6 +64,7 @@ def echo_reward(digits: Sequence[int], response: str) -> float:
     return copy * (W_COPY + W_MARK * marked)
 
 
+@register_task
 class EchoTask(Task):
     """Echo 3–6 digits (repeats allowed) and close with ``" !"``; see the module docstring.
     Prompts are plain text (no chat template, no BOS), like ``sort``."""

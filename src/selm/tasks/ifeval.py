@@ -30,6 +30,7 @@ from selm.tasks.constraints import (
     parse_instructions,
     satisfaction,
 )
+from selm.tasks.registry import register_task
 
 TOPICS = (
     "volcanoes", "the ocean", "honey bees", "bicycles", "coffee", "the moon", "rain forests", "chess",
@@ -142,6 +143,7 @@ def _assemble(topic: str, kinds: dict[str, Constraint], count: int, rng: random.
     return text
 
 
+@register_task
 class IfEvalTask(Task):
     """Verifiable instruction following on templated topics; see the module docstring."""
 

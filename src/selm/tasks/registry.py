@@ -1,25 +1,21 @@
-"""Built-in tasks by name."""
+"""Tasks by name: the built-in ones and any a user registers.
+
+A task is a ``Task`` subclass with a ``name``, decorated with ``register_task``; ``task: <name>``
+in a run config, ``builtin:<name>`` as a model and ``{kind: gold, task: <name>}`` as a judge all
+find it here (see docs/extending.md).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from selm.errors import ConfigError
+from selm.registry import Registry
 from selm.tasks.base import Task
-from selm.tasks.echo import EchoTask
-from selm.tasks.ifeval import IfEvalTask
-from selm.tasks.sort import SortTask
 
-_TASKS: dict[str, Callable[[], Task]] = {"echo": EchoTask, "ifeval": IfEvalTask, "sort": SortTask}
+TASKS: Registry[type[Task]] = Registry("task")
 
-
-def available_tasks() -> list[str]:
-    """Names of the built-in tasks, sorted."""
-    return sorted(_TASKS)
+register_task = TASKS.register
+available_tasks = TASKS.available
 
 
 def get_task(name: str) -> Task:
-    """A fresh instance of the built-in task ``name``; an unknown name is a ConfigError."""
-    if name not in _TASKS:
-        raise ConfigError(f"unknown task '{name}'; available: {', '.join(available_tasks())}")
-    return _TASKS[name]()
+    """A fresh instance of the registered task ``name``; an unknown name is a ConfigError."""
+    return TASKS.get(name)()

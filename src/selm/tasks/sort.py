@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from selm.errors import DataError
 from selm.tasks.base import Task
+from selm.tasks.registry import register_task
 
 MIN_DIGITS, MAX_DIGITS = 3, 6
 _PROMPT_RE = re.compile(r"^sort:((?: [0-9])+) =>$")
@@ -73,6 +74,7 @@ def sort_reward(digits: Sequence[int], response: str) -> float:
     return W_MULTISET * multiset + W_POSITION * position + W_ORDER * order
 
 
+@register_task
 class SortTask(Task):
     """Sort 3–6 distinct digits; see the module docstring. Prompts are plain text (no chat
     template, no BOS): feed ``tokenizer(prompt).input_ids`` to the model as is."""

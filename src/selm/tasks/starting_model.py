@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import random
 import shutil
 import time
@@ -29,6 +28,7 @@ from selm.cache import cache_root
 from selm.errors import ModelLoadError
 from selm.io import publish_dir
 from selm.modeling.tiny import build_tiny_model, build_tokenizer
+from selm.optim import adamw, optimizer_step, warmup_cosine_schedule
 
 MANIFEST = "selm_starting_model.json"
 # Bump when the build procedure changes in a way the settings do not capture.
@@ -167,8 +167,9 @@ def _train(model: torch.nn.Module, examples: list[tuple[list[int], list[int]]], 
 
     Returns the mean loss over the last 10 % of steps (nats per response token).
     """
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, settings))
+    params = list(model.parameters())
+    optimizer = adamw(params, lr=settings.learning_rate)
+    schedule = warmup_cosine_schedule(optimizer, settings.warmup_steps, settings.steps, final_fraction=0.1)
     model.train()
     tail = max(1, settings.steps // 10)
     tail_losses: list[float] = []
@@ -179,23 +180,13 @@ def _train(model: torch.nn.Module, examples: list[tuple[list[int], list[int]]], 
         input_ids, attention_mask, labels = _collate(batch, pad_id)
         loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(optimizer, schedule, params, max_grad_norm=1.0)
         if step >= settings.steps - tail:
             tail_losses.append(loss.item())
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
     return sum(tail_losses) / len(tail_losses)
-
-
-def _lr_factor(step: int, settings: StartingModelSettings) -> float:
-    if step < settings.warmup_steps:
-        return (step + 1) / settings.warmup_steps
-    progress = (step - settings.warmup_steps) / max(1, settings.steps - settings.warmup_steps)
-    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def _collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from selm.data import TokenizedPair, collate_preference_batch
+from selm.data import TokenizedPair, collate_preference_rows
 from selm.engine import sequence_stats
 
 # Diagnostics keys in train_log.jsonl rows and (averaged over a round) in metrics.jsonl.
@@ -123,16 +123,16 @@ def pair_gradient_stats(
             for start in range(0, len(pairs), batch_size):
                 chunk = list(pairs[start:start + batch_size])
                 device = params[0].device
-                batch = collate_preference_batch(chunk, pad_token_id).to(device)
-                logps = sequence_stats(model, batch, chunk_size=chunk_size).logps
-                b = len(chunk)
-                for i in range(b):
-                    last = i == b - 1
-                    g_c = _flat_grad(logps[i], params, retain=True)
+                batch, layout = collate_preference_rows(chunk, pad_token_id)
+                logps = sequence_stats(model, batch.to(device), chunk_size=chunk_size).logps
+                chosen, rejected = logps[layout.rows("chosen")], logps[layout.rows("rejected")]
+                for i in range(len(chunk)):
+                    last = i == len(chunk) - 1
+                    g_c = _flat_grad(chosen[i], params, retain=True)
                     chosen_sq.append(_dot(g_c, g_c))
                     if not with_inner:
                         del g_c
-                    g_r = _flat_grad(logps[b + i], params, retain=not last)
+                    g_r = _flat_grad(rejected[i], params, retain=not last)
                     rejected_sq.append(_dot(g_r, g_r))
                     inner.append(_dot(g_c, g_r) if with_inner else torch.zeros((), dtype=torch.float64))
     finally:

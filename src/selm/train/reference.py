@@ -21,7 +21,7 @@ def build_reference(model: torch.nn.Module, objective: Objective, args: Training
             raise ConfigError(f"reference_model_name_or_path: objective '{objective.name}' is reference-free "
                               f"and uses no reference model; remove the key")
         return None
-    if args.lora is not None and explicit_source is None:
+    if hasattr(model, "peft_config") and explicit_source is None:
         return ReferencePolicy(model, disable_adapters=True)
     ref = load_causal_lm(explicit_source or default_source, dtype=args.dtype, trust_remote_code=trust_remote_code,
                          allow_pickle=allow_pickle)

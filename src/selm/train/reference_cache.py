@@ -8,20 +8,18 @@ round's reference, an edited row, another tokenizer) computes afresh (trl#2423, 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
+from safetensors.torch import load_file, save
 
 from selm.cache import cache_root
-from selm.data import TokenizedPair, collate_preference_batch
-from selm.engine import ReferencePolicy, sequence_stats
+from selm.data import TokenizedPair
+from selm.data.collate import RowLayout, preference_sequences
+from selm.engine import ReferencePolicy, score_sequences
 from selm.engine.packing import PackingLayout
-
-ROLES = ("chosen", "rejected", "explore")
+from selm.io import atomic_write_bytes
 
 
 def default_cache_dir() -> Path:
@@ -40,7 +38,6 @@ def cache_key(reference_fingerprint: str, pairs: Sequence[TokenizedPair], includ
     return digest.hexdigest()
 
 
-@torch.no_grad()
 def compute_reference_logps(
     reference: ReferencePolicy,
     pairs: Sequence[TokenizedPair],
@@ -52,32 +49,35 @@ def compute_reference_logps(
     progress: bool = True,
     packing: PackingLayout | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Summed reference log-probs of every pair's responses.
+    """Summed reference log-probs of every pair's responses, no grad, in eval mode.
 
-    ``packing`` (None, ``"rows"`` or ``"one_row"``) packs each batch of ``batch_size`` pairs
-    without padding, as the trainer does when ``padding_free`` holds; the values are the padded
-    ones up to float rounding.
+    Each forward holds the rows the trainer's batch of ``batch_size`` pairs holds (their chosen,
+    rejected[, explore] responses), so the values are those a live reference would give.
+    ``packing`` (None, ``"rows"`` or ``"one_row"``) packs each forward without padding, as the
+    trainer does when ``padding_free`` holds; the values are the padded ones up to float rounding.
 
     Returns:
-        ``{"chosen": [P], "rejected": [P], "explore": [P] (if include_explore)}`` float32, in the
-        order of ``pairs``.
+        ``{"chosen": [P], "rejected": [P], "explore": [P] (if include_explore)}`` float32 nats on
+        the CPU, in the order of ``pairs``.
     """
-    out: dict[str, list[torch.Tensor]] = {role: [] for role in ROLES[: 3 if include_explore else 2]}
-    was_training = reference.model.training
-    reference.model.eval()
-    try:
-        with reference.active() as model:
-            bar = tqdm(range(0, len(pairs), batch_size), desc="reference log-probs", unit="batch",
-                       disable=not progress, leave=False)
-            for start in bar:
-                chunk = pairs[start:start + batch_size]
-                batch = collate_preference_batch(chunk, pad_token_id, include_explore=include_explore,
-                                                 packing=packing).to(device)
-                logps = sequence_stats(model, batch, chunk_size=chunk_size).logps.float().cpu()
-                for i, role in enumerate(out):
-                    out[role].append(logps[i * len(chunk):(i + 1) * len(chunk)])
-    finally:
-        reference.model.train(was_training)
+    sequences: list[tuple[list[int], list[int]]] = []
+    layouts: list[RowLayout] = []
+    for start in range(0, len(pairs), batch_size):
+        chunk_sequences, layout = preference_sequences(pairs[start:start + batch_size], include_explore)
+        sequences += chunk_sequences
+        layouts.append(layout)
+    # Every chunk but the last has the first one's rows: one forward per chunk.
+    rows_per_forward = layouts[0].num_rows if layouts else 1
+    logps = score_sequences(reference, sequences, pad_token_id, batch_size=rows_per_forward, chunk_size=chunk_size,
+                            device=device, packing=packing, progress=progress, desc="reference log-probs")
+    # Every chunk's roles, also when there are no pairs.
+    out: dict[str, list[torch.Tensor]] = {role: [] for role in preference_sequences([], include_explore)[1].roles}
+    offset = 0
+    for layout in layouts:
+        for role, parts in out.items():
+            rows = layout.rows(role)
+            parts.append(logps[offset + rows.start:offset + rows.stop])
+        offset += layout.num_rows
     return {role: torch.cat(parts) if parts else torch.zeros(0) for role, parts in out.items()}
 
 
@@ -99,8 +99,5 @@ def cached_reference_logps(
         except Exception:  # a corrupt cache file is recomputed, never trusted
             path.unlink(missing_ok=True)
     logps = compute_reference_logps(reference, pairs, pad_token_id, **kwargs)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    save_file({k: v.contiguous() for k, v in logps.items()}, str(tmp))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, save({k: v.contiguous() for k, v in logps.items()}))
     return logps, False

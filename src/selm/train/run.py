@@ -21,7 +21,6 @@ from selm.errors import ConfigError
 from selm.modeling.loading import load_causal_lm, load_tokenizer
 from selm.modeling.lora import apply_lora
 from selm.modeling.saving import save_model_atomically
-from selm.objectives import build_objective
 from selm.tasks.sources import resolve_model_source
 from selm.train.config import (
     TrainConfig,
@@ -44,7 +43,7 @@ def run_train(config: TrainConfig, resume: bool = False, progress: bool = True) 
     output_dir.mkdir(parents=True, exist_ok=True)
     if not os.access(output_dir, os.W_OK):
         raise ConfigError(f"output_dir: '{output_dir}' is not writable")
-    objective = build_objective(config.objective)
+    objective = config.built_objective
     accelerator = make_accelerator(args.report_to, output_dir, config.name, config.model_dump(mode="json"))
     main = accelerator.is_main_process
     progress = progress and main
@@ -68,8 +67,8 @@ def run_train(config: TrainConfig, resume: bool = False, progress: bool = True) 
 
     model = load_causal_lm(model_source, dtype=args.dtype, trust_remote_code=config.trust_remote_code,
                            allow_pickle=config.allow_pickle)
-    if args.lora is not None:
-        model = apply_lora(model, args.lora)
+    if config.lora is not None:
+        model = apply_lora(model, config.lora)
     reference = build_reference(model, objective, args, explicit_reference, model_source,
                                 config.trust_remote_code, config.allow_pickle)
 

@@ -13,18 +13,17 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
 
-from selm.data import TokenizedPair, collate_preference_batch, length_grouped_batches
+from selm.data import RowLayout, TokenizedPair, collate_preference_rows, length_grouped_batches
 from selm.distributed import broadcast_from_main, gather_in_order, shard_bounds
 from selm.engine import (
     AnySequenceBatch,
@@ -34,23 +33,37 @@ from selm.engine import (
     unwrap_causal_lm,
 )
 from selm.errors import UserError
+from selm.eval.keys import STEP_HEADLINE
+from selm.io import read_jsonl, replace_dir_atomically, write_jsonl
 from selm.modeling.loading import model_fingerprint
 from selm.objectives import Objective, PreferenceBatch
-from selm.objectives.base import CLIPPED_RATIO_FIELDS, PAIR_VALUE_FIELDS
+from selm.objectives.fields import CLIPPED_RATIO_FIELDS, PREFERENCE_FIELDS, ReferenceUse, Source
 from selm.train.config import TrainingArguments
 from selm.train.diagnostics import pair_gradient_stats
 from selm.train.packing_check import resolve_packing
 from selm.train.reference_cache import cached_reference_logps
 
 STATE_FILE = "trainer_state.json"
-# Summed reference log-probs: a live reference that only feeds the engine's per-token statistics
-# (A-LoL seq) needs no second forward for these.
-REFERENCE_LOGP_FIELDS = frozenset({"reference_chosen_logps", "reference_rejected_logps", "reference_explore_logps",
-                                   "reference_online_logps"})
+# Filled for every objective: their sum is the step's token count (tokens/s).
+COUNTED_FIELDS = frozenset({"chosen_lengths", "rejected_lengths"})
 
 
 class NonFiniteLossError(UserError):
     """Too many non-finite losses in a row; the last checkpoint is resumable."""
+
+
+class AccumulatedStep(NamedTuple):
+    """What ``PreferenceTrainer.accumulate`` did: gradients of one optimizer step, not yet applied.
+
+    Attributes:
+        finite: every process's losses were finite (else the step is to be skipped everywhere).
+        metrics: (examples, metric name -> value) per real micro-batch of this process; [] when not finite.
+        tokens: response tokens this process scored (chosen + rejected).
+    """
+
+    finite: bool
+    metrics: list[tuple[int, dict[str, float]]]
+    tokens: int
 
 
 @dataclass
@@ -134,6 +147,11 @@ class PreferenceTrainer:
         output_dir: checkpoints (``checkpoint-N/``) and ``train_log.jsonl`` go here.
         accelerator: an ``accelerate.Accelerator``; one is made when None.
         progress: show a progress bar.
+
+    ``train`` runs the whole loop. Its pieces are public for tests and custom loops:
+    ``windows(epoch)`` cuts an epoch into optimizer steps, ``accumulate(micro_batches, n_global)``
+    runs one step's forwards and backwards, ``preference_batch(pairs, train)`` builds the
+    objective's input for one micro-batch, ``evaluate()`` scores the eval pairs.
     """
 
     def __init__(
@@ -166,16 +184,21 @@ class PreferenceTrainer:
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         self.progress = progress and self.accelerator.is_main_process
-        self.include_explore = "policy_explore_logps" in objective.requires
-        self.need_kl = bool(objective.requires & {"chosen_seq_kl", "rejected_seq_kl"})
+        # What each micro-batch computes follows from the objective's fields (selm.objectives.fields).
+        self.fields = PREFERENCE_FIELDS.select(objective.requires | COUNTED_FIELDS)
+        self.include_explore = "explore" in objective.response_roles
+        self.include_online = "online" in objective.response_roles
+        # Per-token statistics against the reference come out of the policy's own forward (TDPO, A-LoL seq).
+        self.engine_reference = any(f.source is Source.POLICY and f.reference is ReferenceUse.LIVE for f in self.fields)
         self.ratio_clip = objective.token_ratio_clip if objective.requires & CLIPPED_RATIO_FIELDS else None
-        self.include_online = "policy_online_logps" in objective.requires
-        self.pair_values = sorted(objective.requires & PAIR_VALUE_FIELDS)
+        self.reads_reference_logps = any(f.source is Source.REFERENCE for f in self.fields)
+        self.reads_grad_norms = any(f.source is Source.GRADIENT for f in self.fields)
+        pair_values = [f.name for f in self.fields if f.source is Source.PAIR_VALUE]
         if self.include_explore and any(p.explore_ids is None for p in self.train_pairs):
             missing = next(p.index for p in self.train_pairs if p.explore_ids is None)
             raise UserError(f"objective '{objective.name}' needs an exploration response ('explore') "
                             f"for every pair; row {missing} has none")
-        for name in self.pair_values:
+        for name in pair_values:
             missing = next((p.index for p in self.train_pairs + self.eval_pairs if name not in p.extras), None)
             if missing is not None:
                 raise UserError(f"objective '{objective.name}' needs '{name}' for every pair; row {missing} has none")
@@ -264,62 +287,63 @@ class PreferenceTrainer:
 
     # ----- one micro-batch ---------------------------------------------------------------------
 
-    def _preference_batch(self, pairs: Sequence[TokenizedPair], train: bool) -> PreferenceBatch:
-        batch = collate_preference_batch(pairs, self.pad_token_id, include_explore=self.include_explore,
-                                         include_online=self.include_online, packing=self.packing)
+    def preference_batch(self, pairs: Sequence[TokenizedPair], train: bool) -> PreferenceBatch:
+        """The objective's input for ``pairs``: the fields it requires, plus the response lengths.
+
+        One engine forward of the policy over every response row the fields need (with gradient
+        when ``train``), the reference's log-probs of those rows (from the precomputed cache, or a
+        live no-grad forward), per-sequence gradient norms if required, and the pairs' own values.
+
+        Returns:
+            PreferenceBatch of B = len(pairs) on the accelerator's device.
+        """
+        batch, layout = collate_preference_rows(pairs, self.pad_token_id, include_explore=self.include_explore,
+                                                include_online=self.include_online, packing=self.packing)
         batch = batch.to(self.accelerator.device)
-        b = len(pairs)
-        live_reference = self.reference if self.need_kl or self.ratio_clip is not None else None
         with torch.set_grad_enabled(train):
-            stats = self.model(batch, reference=live_reference, ratio_clip=self.ratio_clip)
-        fields: dict[str, torch.Tensor | None] = {
-            "policy_chosen_logps": stats.logps[:b],
-            "policy_rejected_logps": stats.logps[b:2 * b],
-            "chosen_lengths": stats.lengths[:b].float(),
-            "rejected_lengths": stats.lengths[b:2 * b].float(),
-        }
-        if self.include_explore:
-            fields["policy_explore_logps"] = stats.logps[2 * b:3 * b]
-        if stats.kl is not None:
-            fields["chosen_seq_kl"] = stats.kl[:b]
-            fields["rejected_seq_kl"] = stats.kl[b:2 * b]
-        if stats.clipped_ratio_logps is not None:
-            fields["chosen_clipped_ratio_logps"] = stats.clipped_ratio_logps[:b]
-            fields["rejected_clipped_ratio_logps"] = stats.clipped_ratio_logps[b:2 * b]
-        if "chosen_grad_norms" in self.objective.requires:
-            # Per-pair ‖∇ log π‖ (normalized_margin): one more forward and a backward per sequence.
-            norms = pair_gradient_stats(self.policy, pairs, self.pad_token_id, chunk_size=self.args.chunk_size,
-                                        batch_size=len(pairs), with_inner=False)
-            fields["chosen_grad_norms"] = norms.chosen_sq_norm.sqrt().to(stats.logps)
-            fields["rejected_grad_norms"] = norms.rejected_sq_norm.sqrt().to(stats.logps)
-        online = slice((3 if self.include_explore else 2) * b, stats.logps.shape[0])
-        if self.include_online:
-            fields["policy_online_logps"] = stats.logps[online].view(b, -1)
-        for name in self.pair_values:
-            fields[name] = torch.tensor([p.extras[name] for p in pairs], dtype=stats.logps.dtype,
-                                        device=self.accelerator.device)
-        ref: dict[str, torch.Tensor] | None = None
+            stats = self.model(batch, reference=self.reference if self.engine_reference else None,
+                               ratio_clip=self.ratio_clip)
+        grad_norms = self._grad_norms(pairs, stats.logps) if self.reads_grad_norms else {}
+        reference = self._reference_rows(pairs, batch, layout) if self.reads_reference_logps else {}
+        values: dict[str, torch.Tensor] = {}
+        for spec in self.fields:
+            if spec.source is Source.PAIR_VALUE:
+                values[spec.name] = torch.tensor([p.extras[spec.name] for p in pairs], dtype=stats.logps.dtype,
+                                                 device=self.accelerator.device)
+                continue
+            if spec.source is Source.POLICY:
+                rows = getattr(stats, spec.statistic)[layout.rows(spec.role)]
+            elif spec.source is Source.REFERENCE:
+                rows = reference[spec.role]
+            else:
+                rows = grad_norms[spec.role]
+            values[spec.name] = spec.arrange(rows, len(pairs))
+        return PreferenceBatch(**values)
+
+    def _grad_norms(self, pairs: Sequence[TokenizedPair], like: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"chosen": [B], "rejected": [B]} ‖∇θ log π_θ(y | x)‖, detached, in the dtype and device of
+        ``like``: one more forward and a backward per sequence (normalized_margin)."""
+        norms = pair_gradient_stats(self.policy, pairs, self.pad_token_id, chunk_size=self.args.chunk_size,
+                                    batch_size=len(pairs), with_inner=False)
+        return {"chosen": norms.chosen_sq_norm.sqrt().to(like), "rejected": norms.rejected_sq_norm.sqrt().to(like)}
+
+    def _reference_rows(self, pairs: Sequence[TokenizedPair], batch: AnySequenceBatch,
+                        layout: RowLayout) -> dict[str, torch.Tensor]:
+        """Role -> the reference's summed log-probs of that role's rows (B·k for k per pair): from
+        the precomputed cache when there is one, else from a no-grad forward over ``batch``."""
         if self.reference_logps is not None:
-            rows = torch.tensor([self._ref_row[id(p)] for p in pairs])
-            ref = {k: v[rows].to(self.accelerator.device) for k, v in self.reference_logps.items()}
-        elif self.reference is not None and self.objective.requires & REFERENCE_LOGP_FIELDS:
-            with torch.no_grad(), self.reference.active() as ref_model:
-                ref_logps = sequence_stats(ref_model, batch, chunk_size=self.args.chunk_size).logps
-            ref = {"chosen": ref_logps[:b], "rejected": ref_logps[b:2 * b], "explore": ref_logps[2 * b:3 * b]}
-        if ref is not None:
-            fields["reference_chosen_logps"] = ref["chosen"]
-            fields["reference_rejected_logps"] = ref["rejected"]
-            if self.include_explore:
-                fields["reference_explore_logps"] = ref["explore"]
-            if self.include_online:
-                fields["reference_online_logps"] = ref_logps[online].view(b, -1)
-        return PreferenceBatch(**fields)
+            index = torch.tensor([self._ref_row[id(p)] for p in pairs])
+            return {role: logps[index].to(self.accelerator.device) for role, logps in self.reference_logps.items()}
+        assert self.reference is not None  # the constructor checked it; only a cache replaces it
+        with torch.no_grad(), self.reference.active() as ref_model:
+            logps = sequence_stats(ref_model, batch, chunk_size=self.args.chunk_size).logps
+        return {role: logps[layout.rows(role)] for role in layout.roles}
 
     # ----- data order --------------------------------------------------------------------------
 
-    def _epoch_order(self, epoch: int) -> list[int]:
-        """A seeded permutation of the training pairs; with ``group_by_length``, each global batch
-        (cut from it in order by ``_windows``) holds pairs of similar length."""
+    def epoch_order(self, epoch: int) -> list[int]:
+        """A seeded permutation of the training pair indices; with ``group_by_length``, each global
+        batch (cut from it in order by ``windows``) holds pairs of similar length."""
         if self.args.group_by_length:
             a = self.args
             global_batch = a.per_device_train_batch_size * a.gradient_accumulation_steps * self.world_size
@@ -329,17 +353,17 @@ class PreferenceTrainer:
         g = torch.Generator().manual_seed(self.args.seed + epoch)
         return torch.randperm(len(self.train_pairs), generator=g).tolist()
 
-    def _windows(self, epoch: int) -> list[tuple[int, list[list[int]]]]:
+    def windows(self, epoch: int) -> list[tuple[int, list[list[int]]]]:
         """The epoch as optimizer steps: (examples in the global batch, this process's micro-batches).
 
         Every process gets the same number of micro-batches per step, so the collectives inside
         DDP's forward and backward pair up across processes. Where a process's share of a short
         last batch runs out, its remaining micro-batches are empty lists: padding that
-        ``_accumulate`` runs with loss weight 0.
+        ``accumulate`` runs with loss weight 0.
         """
         a = self.args
         bs = a.per_device_train_batch_size
-        order = self._epoch_order(epoch)
+        order = self.epoch_order(epoch)
         global_batch = bs * a.gradient_accumulation_steps * self.world_size
         rank = self.accelerator.process_index
         steps = []
@@ -377,10 +401,10 @@ class PreferenceTrainer:
         step_time = time.perf_counter()
         while self.global_step < self.total_steps:
             epoch, offset = divmod(self.global_step, self.steps_per_epoch)
-            n_global, micro_batches = self._windows(epoch)[offset]
+            n_global, micro_batches = self.windows(epoch)[offset]
             with tied_head_gradient_in_place(self.accelerator.unwrap_model(self.model),
                                              str(self.accelerator.distributed_type.value)):
-                ok, records, n_tokens = self._accumulate(micro_batches, n_global)
+                ok, records, n_tokens = self.accumulate(micro_batches, n_global)
             tokens += n_tokens
             if ok:
                 consecutive_nonfinite = 0
@@ -423,7 +447,7 @@ class PreferenceTrainer:
         elapsed = time.perf_counter() - start_time
         if log_path is not None and self.accelerator.is_main_process and log_path.is_file():
             # The log holds the steps before a resume too; the in-memory history does not.
-            history = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+            history = read_jsonl(log_path)
         history = broadcast_from_main(self.accelerator, history)
         summary = _mean_metrics([(1, {k: v for k, v in h.items() if not k.startswith("eval/") and k not in ("step", "epoch")})
                                  for h in history if "loss" in h])
@@ -433,15 +457,18 @@ class PreferenceTrainer:
                            tokens / max(time.perf_counter() - step_time, 1e-9), self.reference_cache_hit,
                            reference_seconds, history)
 
-    def _accumulate(self, micro_batches: list[list[int]], n_global: int
-                    ) -> tuple[bool, list[tuple[int, dict[str, float]]], int]:
-        """Forward/backward every micro-batch of one optimizer step.
+    def accumulate(self, micro_batches: list[list[int]], n_global: int) -> AccumulatedStep:
+        """Forward/backward every micro-batch of one optimizer step, into the parameters' ``.grad``
+        (no optimizer update; ``train`` steps, clips and zeroes).
 
         Each micro-batch's loss is ``losses.sum() · W / n_global`` (W processes, whose gradients
         DDP averages), so the accumulated gradient equals the gradient of the mean loss over the
         whole global batch, however it is split into micro-batches and processes (trl#2617).
-        A padding micro-batch (empty index list, see ``_windows``) runs one example at weight 0.
-        Returns (all losses finite on every process, per-micro-batch metrics, response tokens).
+        A padding micro-batch (empty index list, see ``windows``) runs one example at weight 0.
+
+        Args:
+            micro_batches: this process's training pair indices per micro-batch (``windows``).
+            n_global: examples in the global batch of this step, all processes together.
         """
         records = []
         n_tokens = 0
@@ -451,7 +478,7 @@ class PreferenceTrainer:
             sync = i == len(micro_batches) - 1
             ctx = self.accelerator.no_sync(self.model) if not sync else contextlib.nullcontext()
             with ctx:
-                batch = self._preference_batch(pairs, train=True)
+                batch = self.preference_batch(pairs, train=True)
                 out = self.objective(batch)
                 loss = out.losses.sum() * (self.world_size / n_global if indices else 0.0)
                 finite = finite and bool(torch.isfinite(loss))
@@ -464,8 +491,8 @@ class PreferenceTrainer:
                 metrics.update({k: float(v) for k, v in out.metrics.items()})
                 records.append((len(indices), metrics))
         if not self._finite_everywhere(finite):
-            return False, [], n_tokens
-        return True, records, n_tokens
+            return AccumulatedStep(False, [], n_tokens)
+        return AccumulatedStep(True, records, n_tokens)
 
     def gradient_diagnostics(self) -> dict[str, float]:
         """Gradient-entanglement metrics (``diag/grad_*``, see ``selm.train.diagnostics``) on the
@@ -503,7 +530,7 @@ class PreferenceTrainer:
         lo, hi = shard_bounds(len(self.eval_pairs), self.accelerator.process_index, self.world_size)
         for start in range(lo, lo + n_batches * bs, bs):
             pairs = self.eval_pairs[start:min(start + bs, hi)]
-            out = self.objective(self._preference_batch(pairs or self.eval_pairs[:1], train=False))
+            out = self.objective(self.preference_batch(pairs or self.eval_pairs[:1], train=False))
             if pairs:
                 records.append((len(pairs), {"loss": float(out.losses.mean()),
                                              **{k: float(v) for k, v in out.metrics.items()}}))
@@ -519,7 +546,7 @@ class PreferenceTrainer:
         if log_path is not None:
             with log_path.open("a") as f:
                 f.write(json.dumps(entry) + "\n")
-        shown = {k: entry[k] for k in ("loss", "rewards/accuracies", "rewards/margins", "eval/rewards/accuracies") if k in entry}
+        shown = {k: entry[k] for k in STEP_HEADLINE if k in entry}
         if shown:
             bar.set_postfix({k.split("/")[-1] if not k.startswith("eval") else "eval_acc": f"{v:.3f}" for k, v in shown.items()})
             if self.progress:
@@ -531,9 +558,7 @@ class PreferenceTrainer:
         """On resume, drop log lines past the checkpoint's step so no step is logged twice."""
         if not log_path.exists():
             return
-        kept = [line for line in log_path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= self.global_step]
-        log_path.write_text("".join(line + "\n" for line in kept))
+        write_jsonl(log_path, [row for row in read_jsonl(log_path) if row.get("step", 0) <= self.global_step])
 
     # ----- checkpoints -------------------------------------------------------------------------
 
@@ -548,18 +573,17 @@ class PreferenceTrainer:
         if not self.accelerator.is_main_process:
             self.accelerator.wait_for_everyone()
             return
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self.policy.save_pretrained(tmp / "model", safe_serialization=True)
-        torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save(rng_states, tmp / "rng.pt")
-        (tmp / STATE_FILE).write_text(json.dumps({"global_step": self.global_step,
-                                                 "nonfinite_steps": self.nonfinite_steps,
-                                                 "objective": self.objective.state_dict()}))
-        shutil.rmtree(path, ignore_errors=True)
-        os.replace(tmp, path)
+
+        def build(folder: Path) -> None:
+            self.policy.save_pretrained(folder / "model", safe_serialization=True)
+            torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+            torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
+            torch.save(rng_states, folder / "rng.pt")
+            (folder / STATE_FILE).write_text(json.dumps({"global_step": self.global_step,
+                                                        "nonfinite_steps": self.nonfinite_steps,
+                                                        "objective": self.objective.state_dict()}))
+
+        replace_dir_atomically(path, build)
         self._rotate_checkpoints(path.parent)
         self.accelerator.wait_for_everyone()
 

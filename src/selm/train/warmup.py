@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from selm.config import StrictModel
 from selm.io import publish_dir
+from selm.optim import adamw, optimizer_step, warmup_cosine_schedule
 
 if TYPE_CHECKING:
     from selm.tasks.base import Task
@@ -38,10 +39,10 @@ class WarmupConfig(StrictModel):
     """``warmup_sft`` of a run config: SFT on task demonstrations before round 1."""
 
     steps: int = Field(40, gt=0, description="optimizer steps, each on batch_size fresh demonstrations")
-    batch_size: int = Field(8, gt=0)
+    batch_size: int = Field(8, gt=0, description="demonstrations per optimizer step")
     learning_rate: float = Field(5e-5, gt=0, description="AdamW, constant after a 10% linear warm-up")
     train_embeddings: bool = Field(False, description="also train the (often tied, vocab-sized) embedding")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the demonstrations drawn and of the training")
 
 
 def _source_identity(source: str) -> object:
@@ -99,9 +100,8 @@ def build_warmup(task: Task, source: str, settings: WarmupConfig, out_dir: Path,
         model.get_input_embeddings().requires_grad_(False)
         model.get_output_embeddings().requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
-    warm = max(1, settings.steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warm))
+    optimizer = adamw(params, lr=settings.learning_rate)
+    schedule = warmup_cosine_schedule(optimizer, max(1, settings.steps // 10), settings.steps, final_fraction=1.0)
 
     rng = random.Random(f"{task.name}/warmup/{settings.seed}")
     prompts = task.train_prompts(settings.steps * settings.batch_size, seed=-1 - settings.seed)
@@ -119,10 +119,7 @@ def build_warmup(task: Task, source: str, settings: WarmupConfig, out_dir: Path,
         stats = sequence_stats(model, batch)
         loss = -stats.logps.sum() / batch.response_lengths().sum()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(optimizer, schedule, params, max_grad_norm=1.0)
         losses.append(loss.item())
     model.eval()
     model.save_pretrained(out_dir, safe_serialization=True)

@@ -1,0 +1,108 @@
+"""A round's held-out evaluation: samples of the policy scored by the eval judge and the gold reward, with
+their log-probs under π0 (for the KL), and the best-of-N baseline. Sharded over the processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from selm.artifacts import BestOfNRow, EvalRow, read_rows
+from selm.data import tokenize_prompt
+from selm.distributed import map_sharded
+from selm.judges import Judge
+from selm.loop.config import RunConfig
+from selm.loop.policies import RoundPolicies
+from selm.loop.sampling import BlockSampler
+from selm.loop.scoring import sequence_logps
+from selm.loop.seeds import derived_seed
+from selm.rundir import RunDir
+from selm.sampling import Sampler
+from selm.tasks import Task
+
+
+class HeldOutEvaluation:
+    """Evaluates a round's policy on the run's fixed held-out prompts.
+
+    Args:
+        config: the run config (``seed``, ``eval``, ``train.chunk_size``).
+        prompts: the held-out prompts.
+        judge: the eval judge (pointwise or pairwise).
+        task: the built-in task, for the gold reward; or None.
+        sampling: samples the policy.
+        policies: gives π0 as a reference.
+        run_dir: earlier rounds' eval rows (a pairwise judge compares with them).
+        accelerator: the run's accelerator (the work is sharded over its processes).
+    """
+
+    def __init__(self, config: RunConfig, prompts: list[Any], judge: Judge, task: Task | None, sampling: BlockSampler,
+                 policies: RoundPolicies, run_dir: RunDir, accelerator: Any):
+        self.config = config
+        self.prompts = prompts
+        self.prompt_ids = [tokenize_prompt(sampling.tokenizer, p) for p in prompts]
+        self.judge = judge
+        self.task = task
+        self.sampling = sampling
+        self.policies = policies
+        self.run_dir = run_dir
+        self.accelerator = accelerator
+
+    def _gold(self, prompts: list[Any], texts: list[str]) -> list[float | None]:
+        return self.task.gold_reward(prompts, texts) if self.task is not None else [None] * len(texts)
+
+    def rows(self, k: int, sampler: Sampler) -> list[EvalRow]:
+        """``samples_per_prompt`` samples per held-out prompt from ``sampler`` (round k's policy), each with
+        its judge reward (None for a pairwise judge), gold reward, log π_k and log π0, and, for a
+        pairwise judge in rounds k ≥ 1, its win probability against round 0's and round k − 1's sample."""
+        c = self.config
+        params = self.sampling.params(c.eval.samples_per_prompt, c.eval.temperature, derived_seed(c.seed, 0, "eval"))
+        outputs = self.sampling.generate(sampler, self.prompt_ids, params)
+        flat = [(i, j, o) for i, outs in enumerate(outputs) for j, o in enumerate(outs)]
+        judge = self.judge
+        # A pairwise judge has no pointwise reward: it compares with earlier rounds' responses.
+        baselines = ([read_rows(self.run_dir.round(r).file("eval.jsonl"), EvalRow) for r in (0, k - 1)]
+                     if judge.is_pairwise and k > 0 else [])
+
+        def score(shard: list[int]) -> list[EvalRow]:
+            """The eval rows of the flat samples numbered ``shard``."""
+            prompts = [self.prompts[flat[n][0]] for n in shard]
+            texts = [flat[n][2].text for n in shard]
+            rewards = [None] * len(texts) if judge.is_pairwise else judge.score(prompts, texts)
+            gold = self._gold(prompts, texts)
+            wins = [judge.compare(prompts, texts, [rows[n].response for n in shard]) for rows in baselines]
+            win_initial, win_previous = wins or ([None] * len(texts), [None] * len(texts))
+            initial = ([flat[n][2].logprob for n in shard] if k == 0 else sequence_logps(
+                self.policies.initial_reference(),
+                [(self.prompt_ids[flat[n][0]], list(flat[n][2].token_ids)) for n in shard],
+                self.sampling.tokenizer.pad_token_id, c.train.chunk_size))
+            return [EvalRow(prompt_index=i, sample_index=j, prompt=self.prompts[i], response=o.text,
+                            num_tokens=o.num_tokens, finished=o.finished, reward=r, gold_reward=g, logprob=o.logprob,
+                            initial_logprob=lp, token_ids=list(o.token_ids), win_vs_initial=wi, win_vs_previous=wp)
+                    for (i, j, o), r, g, lp, wi, wp in zip([flat[n] for n in shard], rewards, gold, initial,
+                                                           win_initial, win_previous)]
+
+        return map_sharded(self.accelerator, list(range(len(flat))), score)
+
+    def best_of_n(self, sampler: Sampler) -> tuple[list[BestOfNRow], int]:
+        """Best-of-N baseline: N = ``eval.best_of_n`` samples per held-out prompt, the eval judge's
+        favourite kept.
+
+        Returns:
+            (one row per prompt, the tokens sampled in all).
+        """
+        c = self.config
+        n = c.eval.best_of_n
+        params = self.sampling.params(n, c.eval.temperature, derived_seed(c.seed, 0, "best-of-n"))
+        outputs = self.sampling.generate(sampler, self.prompt_ids, params)
+        judge = self.judge
+
+        def pick(shard: list[int]) -> list[BestOfNRow]:
+            prompts = [self.prompts[i] for i in shard]
+            candidates = [[o.text for o in outputs[i]] for i in shard]
+            scores = judge.rank_scores_batch(prompts, candidates)
+            best = [max(range(len(s)), key=s.__getitem__) for s in scores]
+            texts = [cands[b] for cands, b in zip(candidates, best)]
+            return [BestOfNRow(prompt_index=i, response=t, num_tokens=outputs[i][b].num_tokens, n=n,
+                               reward=None if judge.is_pairwise else s[b], gold_reward=g)
+                    for i, t, b, s, g in zip(shard, texts, best, scores, self._gold(prompts, texts))]
+
+        rows = map_sharded(self.accelerator, list(range(len(self.prompt_ids))), pick)
+        return rows, sum(o.num_tokens for outs in outputs for o in outs)

@@ -1,0 +1,71 @@
+"""The prompts of a run: the training prompts and each round's share of them, and the fixed held-out set."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from selm.data import load_preference_data, load_prompts
+from selm.errors import ConfigError
+from selm.loop.config import RunConfig
+from selm.loop.seeds import derived_seed
+from selm.tasks.base import Task
+
+
+@dataclass(frozen=True)
+class RunPrompts:
+    """Training and held-out prompts (strings or chat messages).
+
+    Attributes:
+        train: every training prompt of the run.
+        eval: the held-out prompts, the same in every round.
+        dataset_responses: with ``prompts.dataset_responses``, each training prompt's dataset
+            [chosen, rejected]; else None.
+        per_round: training prompts per round.
+        schedule: ``"chunks"`` (disjoint contiguous chunks) or ``"resample"`` (a seeded draw per round).
+        seed: the run's seed.
+    """
+
+    train: list[Any]
+    eval: list[Any]
+    dataset_responses: list[list[Any]] | None
+    per_round: int
+    schedule: str
+    seed: int
+
+    def indices(self, k: int) -> list[int]:
+        """Indices (into ``train``) of round k's prompts: the k-th contiguous chunk, or a seeded draw."""
+        if self.schedule == "chunks":
+            return list(range((k - 1) * self.per_round, k * self.per_round))
+        rng = random.Random(derived_seed(self.seed, k, "prompts"))
+        return rng.sample(range(len(self.train)), min(self.per_round, len(self.train)))
+
+    def for_round(self, k: int) -> list[Any]:
+        """Round k's training prompts."""
+        return [self.train[i] for i in self.indices(k)]
+
+
+def load_run_prompts(config: RunConfig, task: Task | None) -> RunPrompts:
+    """The prompts ``config.prompts`` names, or the task's generated ones.
+
+    Raises:
+        ConfigError: too few training prompts for ``rounds × per_round`` chunks, or no held-out prompt.
+    """
+    c, p = config, config.prompts
+    dataset_responses = None
+    if p.dataset_responses:
+        rows = load_preference_data(p.train)
+        train = [row.prompt for row in rows]
+        dataset_responses = [[row.chosen, row.rejected] for row in rows]
+    elif p.train is not None:
+        train = load_prompts(p.train, field=p.field)
+    else:
+        train = task.train_prompts(c.rounds * p.per_round if p.schedule == "chunks" else 4 * p.per_round, c.seed)
+    evals = load_prompts(p.eval, field=p.field)[: p.num_eval] if p.eval is not None else task.eval_prompts(p.num_eval)
+    if p.schedule == "chunks" and len(train) < c.rounds * p.per_round:
+        raise ConfigError(f"prompts.train: {len(train)} prompts, but {c.rounds} rounds × prompts.per_round "
+                          f"{p.per_round} need {c.rounds * p.per_round} (or set prompts.schedule: resample)")
+    if not evals:
+        raise ConfigError("prompts.eval: no held-out prompts")
+    return RunPrompts(train, evals, dataset_responses, p.per_round, p.schedule, c.seed)
