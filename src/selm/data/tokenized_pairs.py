@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import Any
 
 from selm.data.preference import PreferencePair
 from selm.data.tokenize import encode_prompt, encode_response
 from selm.data.truncation import TruncationStats, keep_prompt_end, prompt_budget
 from selm.errors import ConfigError, DataError
+from selm.objectives.fields import PREFERENCE_FIELDS, Source
 
 
 @dataclass
@@ -24,7 +27,8 @@ class TokenizedPair:
         explore_ids: [E] exploration response tokens, or None.
         online_ids: k online samples of the prompt ([O_j] tokens each), or None (HyPO's KL term).
         extras: per-pair numbers an objective reads, keyed by PreferenceBatch field name
-            (``routes``, ``label_probs``, ``chosen_advantages``, ``rejected_advantages``).
+            (``routes``, ``label_probs``, ``chosen_advantages``, ``rejected_advantages``, or a field
+            an objective registered): written by the round loop, or a dataset column of that name.
     """
 
     index: int
@@ -90,7 +94,24 @@ def tokenize_preference_pairs(
         stats.truncated_prompts += len(prompt_ids) < len(prompt.ids)
         stats.truncated_responses += sum(len(e.ids) > room for e in encoded)
         stats.kept += 1
-        out.append(TokenizedPair(pair.index, prompt_ids, cut[0], cut[1], cut[2] if len(cut) > 2 else None))
+        out.append(TokenizedPair(pair.index, prompt_ids, cut[0], cut[1], cut[2] if len(cut) > 2 else None,
+                                 extras=_pair_values(pair)))
     if stats.rows and not out:
         raise DataError(f"truncation to max_length {max_length} dropped all {stats.rows} rows: {stats.summary()}")
     return out, stats
+
+
+def _pair_values(pair: PreferencePair) -> dict[str, float]:
+    """The row's columns named like a per-pair value field of ``PREFERENCE_FIELDS`` (an objective's
+    own included), as floats.
+
+    Raises:
+        DataError: ``"row <n>: field '<name>' ..."`` when such a column holds no finite number.
+    """
+    values = {}
+    for name in sorted(PREFERENCE_FIELDS.names_where(source=Source.PAIR_VALUE) & pair.extra.keys()):
+        value = pair.extra[name]
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+            raise DataError(f"row {pair.index}: field '{name}' must be a finite number, got {value!r}")
+        values[name] = float(value)
+    return values

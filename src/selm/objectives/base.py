@@ -55,6 +55,8 @@ class PreferenceBatch:
         chosen_clipped_ratio_logps: [B] Σ_t clip(sg[π_θ(y_t)/π_ref(y_t)], 1−ε, 1+ε)·log π_θ(y_t) over
             the tokens of y_w, with ε the objective's ``token_ratio_clip`` (A-LoL seq).
         rejected_clipped_ratio_logps: [B] the same for y_l.
+        extra: the values of fields an objective registered itself
+            (``PREFERENCE_FIELDS.register``), read as attributes like the others.
     """
 
     policy_chosen_logps: torch.Tensor
@@ -77,9 +79,28 @@ class PreferenceBatch:
     rejected_grad_norms: torch.Tensor | None = None
     chosen_clipped_ratio_logps: torch.Tensor | None = None
     rejected_clipped_ratio_logps: torch.Tensor | None = None
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        PREFERENCE_FIELDS.check_shapes({f.name: getattr(self, f.name) for f in fields(self)})
+        unknown = sorted(set(self.extra) - PREFERENCE_FIELDS.extensions)
+        if unknown:
+            raise ValueError(f"PreferenceBatch.extra: {', '.join(unknown)} not registered "
+                             f"(PREFERENCE_FIELDS.register a FieldSpec first)")
+        PREFERENCE_FIELDS.check_shapes({**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"},
+                                        **self.extra})
+
+    def __getattr__(self, name: str) -> torch.Tensor | None:
+        # Only reached when normal lookup fails: an objective's own (registered) field reads like any other.
+        if name != "extra" and name in PREFERENCE_FIELDS.extensions:
+            return self.extra.get(name)
+        raise AttributeError(f"PreferenceBatch has no field '{name}'")
+
+    @classmethod
+    def from_values(cls, values: dict[str, torch.Tensor]) -> PreferenceBatch:
+        """A batch from field name -> value, registered extension fields going to ``extra``."""
+        extensions = PREFERENCE_FIELDS.extensions
+        return cls(**{k: v for k, v in values.items() if k not in extensions},
+                   extra={k: v for k, v in values.items() if k in extensions})
 
     def require(self, names: frozenset[str] | set[str], objective: str) -> None:
         """Raise a ConfigError naming the first field in ``names`` that is None."""

@@ -20,9 +20,10 @@ uses the same checks and derivations.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -59,6 +60,8 @@ class FieldSpec:
         reference: whether and how the reference is involved.
         shape: axis names, e.g. ("B",) or ("B", "k").
         always: every batch carries it (a dataclass attribute without default).
+        extension: added by :meth:`FieldTable.register` (an objective's own field), carried in
+            the batch's ``extra`` mapping rather than as a dataclass attribute.
     """
 
     name: str
@@ -68,6 +71,7 @@ class FieldSpec:
     reference: ReferenceUse = ReferenceUse.NONE
     shape: tuple[str, ...] = ("B",)
     always: bool = False
+    extension: bool = False
 
     def __post_init__(self) -> None:
         if self.source is Source.REFERENCE and self.reference is ReferenceUse.NONE:
@@ -87,7 +91,7 @@ class FieldSpec:
         return value if value.is_floating_point() else value.float()
 
 
-@dataclass(frozen=True)
+@dataclass
 class FieldTable:
     """The fields of one batch type, in its dataclass order, and what follows from a set of them.
 
@@ -108,6 +112,44 @@ class FieldTable:
         for spec in self.specs:
             if spec.role is not None and spec.role not in self.roles:
                 raise ValueError(f"{self.batch}.{spec.name}: role must be one of {self.roles} or None, got {spec.role!r}")
+
+    def register(self, spec: FieldSpec) -> FieldSpec:
+        """Add an objective's own field, so that a loss needing new data is one file.
+
+        The trainer fills it like any other field of its source: a PAIR_VALUE field from the pair's
+        ``extras`` (for ``selm train``, a numeric dataset column of the same name), a POLICY or
+        REFERENCE field from an engine statistic of one of the table's roles. Registering the same
+        spec again is a no-op (a module imported twice).
+
+        Raises:
+            ValueError: the name is taken by another field, or the spec is ``always`` or names
+                an unknown role.
+        """
+        spec = replace(spec, extension=True)
+        if spec.name in self:
+            if self[spec.name] == spec:
+                return spec
+            raise ValueError(f"{self.batch} already has a field '{spec.name}'")
+        if spec.always:
+            raise ValueError(f"{self.batch}.{spec.name}: an extension field cannot be always present")
+        if spec.role is not None and spec.role not in self.roles:
+            raise ValueError(f"{self.batch}.{spec.name}: role must be one of {self.roles} or None, got {spec.role!r}")
+        self.specs = (*self.specs, spec)
+        return spec
+
+    @contextlib.contextmanager
+    def temporary_registrations(self) -> Iterator[None]:
+        """Forget, on exit, the fields registered inside (for tests and notebooks)."""
+        specs = self.specs
+        try:
+            yield
+        finally:
+            self.specs = specs
+
+    @property
+    def extensions(self) -> frozenset[str]:
+        """Names of the fields added with :meth:`register`."""
+        return frozenset(spec.name for spec in self.specs if spec.extension)
 
     def __iter__(self) -> Iterator[FieldSpec]:
         return iter(self.specs)

@@ -318,7 +318,7 @@ class PreferenceTrainer:
             else:
                 rows = grad_norms[spec.role]
             values[spec.name] = spec.arrange(rows, len(pairs))
-        return PreferenceBatch(**values)
+        return PreferenceBatch.from_values(values)
 
     def _grad_norms(self, pairs: Sequence[TokenizedPair], like: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"chosen": [B], "rejected": [B]} ‖∇θ log π_θ(y | x)‖, detached, in the dtype and device of
