@@ -32,7 +32,7 @@ def profile_memory() -> None:
     import selm.train.trainer as trainer_module
     from selm.bench.systems import SystemSpec, run_system
 
-    accumulate = trainer_module.PreferenceTrainer._accumulate
+    accumulate = trainer_module.PreferenceTrainer.accumulate
 
     def traced(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         start = rss_gib()
@@ -43,7 +43,7 @@ def profile_memory() -> None:
               flush=True)
         return result
 
-    trainer_module.PreferenceTrainer._accumulate = traced
+    trainer_module.PreferenceTrainer.accumulate = traced
     result = run_system(SystemSpec("selm", "gemma3-270m", lora=True, padding_free=True, warmup=1, steps=1))
     print(f"peak RSS {result.peak_rss_bytes / 2**30:.2f} GiB")
 

@@ -3,6 +3,7 @@
     samples.jsonl    SampleRow   one prompt, its candidates (Candidate) and its exploration response
     scores.jsonl     ScoreRow    the judge's rank score of every candidate of one prompt
     pairs.jsonl      PairRow     one training pair, its token ids and per-pair values
+    rollouts.jsonl   RolloutRow  one sampled response with its reward (the RL objectives' example)
     eval.jsonl       EvalRow     one held-out sample with its rewards and log-probs
     best_of_n.jsonl  BestOfNRow  the eval judge's favourite of N samples of one held-out prompt
 
@@ -69,9 +70,11 @@ class Candidate(FlatRow):
         num_tokens: ``len(token_ids)``.
         finished: EOS or a stop token ended it.
         source: ``"dataset"`` for a dataset response; None (and no key) for a sample.
+        token_logprobs: log π(token | prefix) per token under the sampling policy, nats; kept
+            (rollout objectives) when the sampler ran the trainer's weights, else None (no key).
     """
 
-    OMIT_IF_NONE: ClassVar[frozenset[str]] = frozenset({"source"})
+    OMIT_IF_NONE: ClassVar[frozenset[str]] = frozenset({"source", "token_logprobs"})
 
     text: str
     token_ids: list[int]
@@ -79,6 +82,7 @@ class Candidate(FlatRow):
     num_tokens: int
     finished: bool
     source: str | None = None
+    token_logprobs: list[float] | None = None
 
     @property
     def sampled(self) -> bool:
@@ -146,6 +150,22 @@ class PairRow:
         names = [f.name for f in fields(cls) if f.name != "values"]
         return cls(**{name: row[name] for name in names},
                    values={key: value for key, value in row.items() if key not in names})
+
+
+@dataclass(frozen=True)
+class RolloutRow(FlatRow):
+    """One sampled response as an RL training example (rollouts.jsonl): its prompt's index (the
+    group), the candidate's place, token ids, the judge's reward (after any shaping) and the
+    sampling policy's per-token log-probs when they were recorded."""
+
+    OMIT_IF_NONE: ClassVar[frozenset[str]] = frozenset({"token_logprobs"})
+
+    prompt_index: int
+    candidate_index: int
+    prompt_ids: list[int]
+    token_ids: list[int]
+    reward: float
+    token_logprobs: list[float] | None = None
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,8 @@ def adamw(
     trainable = [p for p in params if p.requires_grad]
     decay = [p for p in trainable if p.ndim >= 2]
     no_decay = [p for p in trainable if p.ndim < 2]
-    groups = [{"params": group, "weight_decay": wd}
-              for group, wd in ((decay, weight_decay), (no_decay, 0.0)) if group]
+    # Always both groups, even one empty (a LoRA policy has only matrices): checkpoints keep their layout.
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     fused = None
     if fused_device is not None:
         fused = torch.device(fused_device).type in ("cpu", "cuda") and all(p.is_floating_point() for p in trainable)

@@ -60,7 +60,7 @@ def pw(mod: str, name: str, **options) -> Judge:
 
 
 def test_kinds_registered():
-    assert available_judge_kinds() == ["ensemble", "function", "gold", "llm", "pairwise", "reward_model"]
+    assert available_judge_kinds() == ["ensemble", "function", "gold", "llm", "pairwise", "reward_model", "vector"]
 
 
 @pytest.mark.parametrize(
@@ -141,9 +141,9 @@ def test_probability_outside_unit_interval(mod):
     [
         ({"kind": "function", "callable": "math:sqrt", "bached": True}, "judge 'function': bached: unknown key"),
         ({"kind": "function"}, "judge 'function': callable: required key is missing"),
-        ({"kind": "nope"}, "judge: unknown kind 'nope'; available: ensemble, function, gold, llm, pairwise, reward_model"),
+        ({"kind": "nope"}, "judge: unknown kind 'nope'; available: ensemble, function, gold, llm, pairwise, reward_model, vector"),
         ({"callable": "math:sqrt"}, "judge: required key 'kind' is missing; available: "
-                                    "ensemble, function, gold, llm, pairwise, reward_model"),
+                                    "ensemble, function, gold, llm, pairwise, reward_model, vector"),
         ({"kind": "pairwise"}, "judge 'pairwise': set exactly one of 'callable' (a Python function) "
                                "or 'model' (a PairRM checkpoint)"),
     ],

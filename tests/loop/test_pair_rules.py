@@ -7,7 +7,7 @@ import math
 import pytest
 
 from selm.errors import ConfigError, DataError
-from selm.loop.pair_rules import Pair, build_pairs
+from selm.loop.pair_rules import Pair, build_pairs, split_by_score_gap
 
 CANDS = [["a", "b", "c", "d"], ["w", "x", "y"]]
 SCORES = [[0.2, 0.9, -0.5, 0.4], [1.0, 3.0, 2.0]]
@@ -149,4 +149,45 @@ def test_invalid_inputs(kwargs, error, message):
     keys, candidates, scores = args.pop("keys"), args.pop("candidates"), args.pop("scores")
     with pytest.raises(error) as err:
         build_pairs(keys, candidates, scores, **args)
+    assert str(err.value) == message
+
+
+# ----- MPO: easy / difficult split by score gap ---------------------------------------------------
+
+GAPS = [0.5, 2.0, 1.0, 3.0, 1.0]  # sorted: 0.5, 1.0, 1.0, 2.0, 3.0
+
+
+@pytest.mark.parametrize(
+    "quantile, easy, difficult",
+    [
+        (0.5, [1, 3], [0, 2, 4]),       # h = 4·0.5 = 2: τ = 1.0; both gaps equal to τ are difficult
+        (0.25, [1, 3], [0, 2, 4]),      # h = 1: τ = 1.0
+        (0.1, [1, 2, 3, 4], [0]),       # h = 0.4: τ = 0.5 + 0.4·(1.0 − 0.5) = 0.7
+        (0.875, [3], [0, 1, 2, 4]),     # h = 3.5: τ = 2.0 + 0.5·(3.0 − 2.0) = 2.5
+        (0.0, [1, 2, 3, 4], [0]),       # τ = the smallest gap
+        (1.0, [], [0, 1, 2, 3, 4]),     # τ = the largest gap: everything is difficult
+    ],
+)
+def test_split_by_score_gap(quantile, easy, difficult):
+    assert split_by_score_gap(GAPS, quantile) == (easy, difficult)
+
+
+def test_split_by_score_gap_negative_gaps_are_difficult_and_empty_input():
+    # sorted: −1.0, 0.2, 0.4, 5.0; h = 1.5: τ = 0.2 + 0.5·(0.4 − 0.2) = 0.3
+    assert split_by_score_gap([-1.0, 0.4, 5.0, 0.2], 0.5) == ([1, 2], [0, 3])
+    assert split_by_score_gap([], 0.3) == ([], [])
+    assert split_by_score_gap([0.7, 0.7, 0.7], 0.5) == ([], [0, 1, 2])  # one gap value: one set
+
+
+@pytest.mark.parametrize(
+    "gaps, quantile, error, message",
+    [
+        ([1.0, 2.0], 1.5, ConfigError, "pairs.gap_quantile must be in [0, 1], got 1.5"),
+        ([1.0, 2.0], -0.1, ConfigError, "pairs.gap_quantile must be in [0, 1], got -0.1"),
+        ([1.0, math.inf], 0.5, DataError, "pairs: pair 1: score gap inf is not a finite number"),
+    ],
+)
+def test_split_by_score_gap_invalid(gaps, quantile, error, message):
+    with pytest.raises(error) as err:
+        split_by_score_gap(gaps, quantile)
     assert str(err.value) == message

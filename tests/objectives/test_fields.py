@@ -70,7 +70,7 @@ LIVE = {"tdpo1", "tdpo2", "hypo"}
 ROWS = {"selm": {"explore"}, "xpo": {"explore"}, "vpo": {"explore"}, "hypo": {"online"}}
 
 
-@pytest.mark.parametrize("name", available_objectives())
+@pytest.mark.parametrize("name", available_objectives("PreferenceBatch"))
 def test_reference_and_rows_follow_from_requires(name):
     objective = get_objective(name)
     assert objective.requires <= set(OPTIONAL_FIELDS)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from selm.data import collate_preference_rows
+from selm.data import TokenizedPair, collate_preference_rows
 from selm.engine import ReferencePolicy, collate_sequences, naive_sequence_logps, sequence_stats
 from selm.modeling.tiny import build_tiny_model
-from selm.train.reference_cache import cached_reference_logps, compute_reference_logps
+from selm.train.reference_cache import cache_key, cached_reference_logps, compute_reference_logps, default_cache_dir
 
 
 def reference():
@@ -54,3 +54,22 @@ def test_cache_hit_miss_and_corrupt_file(tmp_path, make_pairs):
     assert not hit and all(torch.equal(first[k], recomputed[k]) for k in first)
     _, hit = cached_reference_logps(reference(), "fp", pairs, 0, cache_dir=tmp_path, progress=False)
     assert hit
+
+
+def test_cache_key_changes_with_the_reference_and_every_token(make_pairs):
+    pairs = make_pairs(3, explore=True)
+    key = cache_key("ref-a", pairs, include_explore=False)
+    assert cache_key("ref-a", make_pairs(3, explore=True), include_explore=False) == key
+    assert cache_key("ref-b", pairs, include_explore=False) != key
+    assert cache_key("ref-a", pairs, include_explore=True) != key
+    edited = pairs[:2] + [TokenizedPair(pairs[2].index, pairs[2].prompt_ids, pairs[2].chosen_ids + [5],
+                                        pairs[2].rejected_ids, pairs[2].explore_ids)]
+    assert cache_key("ref-a", edited, include_explore=False) != key
+    # Token boundaries matter: [1, 23] is not [12, 3].
+    a, b = [TokenizedPair(0, [1, 23], [4], [5])], [TokenizedPair(0, [12, 3], [4], [5])]
+    assert cache_key("ref", a, include_explore=False) != cache_key("ref", b, include_explore=False)
+
+
+def test_default_cache_dir_is_under_the_cache_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELM_CACHE_DIR", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "reference_logps"

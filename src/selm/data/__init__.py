@@ -12,6 +12,7 @@ from selm.data.loading import RowTable, load_rows, load_table
 from selm.data.messages import ROLES, Message, Turns
 from selm.data.preference import PreferenceDataset, PreferencePair, load_preference_data
 from selm.data.prompts import load_prompts
+from selm.data.rollouts import TokenizedRollout, pad_token_rows, response_mask
 from selm.data.tokenize import (
                                 EncodedPrompt,
                                 EncodedResponse,
@@ -27,9 +28,9 @@ from selm.data.truncation import TruncationStats
 
 __all__ = [
     "ROLES", "EncodedPrompt", "EncodedResponse", "Message", "PreferenceDataset", "PreferencePair", "RowLayout",
-    "RowTable", "TokenizedPair", "TruncationStats", "Turns", "adds_bos", "collate_preference_batch",
+    "RowTable", "TokenizedPair", "TokenizedRollout", "TruncationStats", "Turns", "adds_bos", "collate_preference_batch",
     "collate_preference_rows",
     "encode_prompt", "encode_response", "length_grouped_batches", "load_preference_data", "load_prompts",
-    "load_rows", "load_table", "render_prompt", "tokenize_preference_pairs", "tokenize_prompt",
+    "load_rows", "load_table", "pad_token_rows", "render_prompt", "response_mask", "tokenize_preference_pairs", "tokenize_prompt",
     "tokenize_response",
 ]

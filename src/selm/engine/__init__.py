@@ -2,9 +2,10 @@
 
     SequenceBatch / PackedSequenceBatch      padded or packed prompt+response token batches (batch.py)
     collate_sequences / pack_sequences       token id lists -> one of those batches (padding.py, packing.py)
-    sequence_stats                           the chunked engine: summed log-probs, KL, entropy (sequence_stats.py)
+    sequence_stats                           the chunked engine: summed or per-token log-probs, KL, entropy,
+                                             values of a value head (sequence_stats.py)
     linear_token_logprobs                    the fused output layer + log-softmax (head.py)
-    score_sequences                          many sequences, no grad, batched (score.py)
+    score_sequences / score_tokens           many sequences, no grad, batched: sums / per token (score.py)
 """
 
 from selm.engine.batch import (
@@ -16,7 +17,7 @@ from selm.engine.batch import (
 from selm.engine.head import linear_token_logprobs
 from selm.engine.packing import PackingLayout, check_sequences, pack_sequences
 from selm.engine.padding import collate_sequences
-from selm.engine.score import score_sequences
+from selm.engine.score import TokenScores, score_sequences, score_tokens
 from selm.engine.sequence_stats import (
                                         MAX_CHUNK_LOGITS,
                                         ReferencePolicy,
@@ -28,6 +29,6 @@ from selm.engine.sequence_stats import (
 
 __all__ = [
     "MAX_CHUNK_LOGITS", "AnySequenceBatch", "PackedSequenceBatch", "PackingLayout", "ReferencePolicy", "SequenceBatch",
-    "SequenceStats", "check_sequences", "collate_sequences", "linear_token_logprobs", "naive_sequence_logps",
-    "pack_sequences", "response_hidden_states", "score_sequences", "sequence_stats", "unwrap_causal_lm",
+    "SequenceStats", "TokenScores", "check_sequences", "collate_sequences", "linear_token_logprobs", "naive_sequence_logps",
+    "pack_sequences", "response_hidden_states", "score_sequences", "score_tokens", "sequence_stats", "unwrap_causal_lm",
 ]

@@ -113,6 +113,12 @@ class SequenceStats:
         kl: [N] Σ_t KL(π_ref(·|…) ‖ π(·|…)) over response tokens (nats), or None.
         clipped_ratio_logps: [N] Σ_t clip(sg[π(y_t|…)/π_ref(y_t|…)], 1−ε, 1+ε)·log π(y_t|…) over
             response tokens (nats; A-LoL seq), or None.
+        token_logps: [N, T] log π(y_t | x, y_<t) per response token, T the longest response,
+            column t the response's t-th token, 0 past its end (``per_token``), or None.
+        token_entropies: [N, T] H(π(·| x, y_<t)) per response token, nats, laid out like
+            ``token_logps`` (``per_token`` with ``with_entropy``), or None.
+        values: [N, T] V(x, y_<t), a value head on the hidden state that predicts token t,
+            reward units, laid out like ``token_logps`` (``value_head``), or None.
     """
 
     logps: torch.Tensor
@@ -120,3 +126,6 @@ class SequenceStats:
     entropy: torch.Tensor | None = None
     kl: torch.Tensor | None = None
     clipped_ratio_logps: torch.Tensor | None = None
+    token_logps: torch.Tensor | None = None
+    token_entropies: torch.Tensor | None = None
+    values: torch.Tensor | None = None

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from selm.engine.batch import SequenceStats
 from selm.engine.packing import PackingLayout, pack_sequences
 from selm.engine.padding import collate_sequences
 from selm.engine.sequence_stats import ReferencePolicy, sequence_stats
@@ -16,7 +19,6 @@ from selm.engine.sequence_stats import ReferencePolicy, sequence_stats
 DEFAULT_SCORE_BATCH = 64
 
 
-@torch.no_grad()
 def score_sequences(
     model: torch.nn.Module | ReferencePolicy,
     sequences: Sequence[tuple[Sequence[int], Sequence[int]]],
@@ -46,10 +48,68 @@ def score_sequences(
     Returns:
         [N] float32 on the CPU: Σ_t log π(y_t | x, y_<t) over each response, nats.
     """
+    out = [stats.logps.float().cpu() for stats in _scored_batches(
+        model, sequences, pad_token_id, batch_size=batch_size, chunk_size=chunk_size, device=device,
+        packing=packing, progress=progress, desc=desc)]
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+@dataclass
+class TokenScores:
+    """Per-token statistics of N responses, one [T_i] float32 CPU tensor per response.
+
+    Attributes:
+        logps: log π(y_t | x, y_<t) of each response token, nats.
+        values: the value head's V(x, y_<t) of each token, reward units; None without a head.
+    """
+
+    logps: list[torch.Tensor]
+    values: list[torch.Tensor] | None = None
+
+
+def score_tokens(
+    model: torch.nn.Module | ReferencePolicy,
+    sequences: Sequence[tuple[Sequence[int], Sequence[int]]],
+    pad_token_id: int,
+    *,
+    value_head: torch.nn.Module | None = None,
+    batch_size: int = DEFAULT_SCORE_BATCH,
+    chunk_size: int = 1024,
+    device: torch.device | str | None = None,
+    packing: PackingLayout | None = None,
+    progress: bool = False,
+    desc: str = "scoring tokens",
+) -> TokenScores:
+    """Per-token log-probs (and values of ``value_head``) of N sequences' responses, no grad.
+
+    The rollout trainer's one pass before its update epochs: the reference's log-probs, the
+    sampling policy's when the sampler did not record them, and the critic's values. Arguments
+    as :func:`score_sequences`; ``value_head`` maps the policy's hidden states [M, H] to [M, 1].
+
+    Returns:
+        TokenScores with N tensors of shape [len(response_i)].
+    """
+    logps: list[torch.Tensor] = []
+    values: list[torch.Tensor] = []
+    for stats in _scored_batches(model, sequences, pad_token_id, batch_size=batch_size, chunk_size=chunk_size,
+                                 device=device, packing=packing, progress=progress, desc=desc, per_token=True,
+                                 value_head=value_head):
+        lengths = stats.lengths.tolist()
+        logps += [row[:n].float().cpu() for row, n in zip(stats.token_logps, lengths)]
+        if stats.values is not None:
+            values += [row[:n].float().cpu() for row, n in zip(stats.values, lengths)]
+    return TokenScores(logps, values if value_head is not None else None)
+
+
+@torch.no_grad()
+def _scored_batches(model: torch.nn.Module | ReferencePolicy, sequences: Sequence[tuple[Sequence[int], Sequence[int]]],
+                    pad_token_id: int, *, batch_size: int, chunk_size: int, device: torch.device | str | None,
+                    packing: PackingLayout | None, progress: bool, desc: str,
+                    **stat_options: Any) -> Iterator[SequenceStats]:
+    """The engine's statistics of ``sequences``, ``batch_size`` at a time, in eval mode."""
     reference = model if isinstance(model, ReferencePolicy) else ReferencePolicy(model)
     if device is None:
         device = next(reference.model.parameters()).device
-    out: list[torch.Tensor] = []
     was_training = reference.model.training
     reference.model.eval()
     try:
@@ -59,7 +119,6 @@ def score_sequences(
                 chunk = list(sequences[start:start + batch_size])
                 batch = (pack_sequences(chunk, pad_token_id, packing) if packing is not None
                          else collate_sequences(chunk, pad_token_id))
-                out.append(sequence_stats(active, batch.to(device), chunk_size=chunk_size).logps.float().cpu())
+                yield sequence_stats(active, batch.to(device), chunk_size=chunk_size, **stat_options)
     finally:
         reference.model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0)

@@ -114,6 +114,8 @@ def sequence_stats(
     reference: ReferencePolicy | None = None,
     ratio_clip: float | None = None,
     head_grad_into_param: bool = False,
+    per_token: bool = False,
+    value_head: torch.nn.Module | None = None,
 ) -> SequenceStats:
     """Summed response log-probs (and optionally entropy and KL to a reference) for N sequences.
 
@@ -132,6 +134,10 @@ def sequence_stats(
             embedding: the output layer adds its weight gradient straight into ``.grad`` (see
             ``selm.engine.head``), so no second [V, H] gradient is built. Not for
             ``torch.autograd.grad``.
+        per_token: also return the per-token log-probs (and entropies with ``with_entropy``) as
+            [N, T] matrices (the rollout objectives' input).
+        value_head: a module mapping hidden states [M, H] to [M, 1] or [M]; when given, also
+            return its per-token values [N, T] (PPO's critic on the policy's trunk).
 
     Returns:
         SequenceStats with [N] tensors; gradients flow into ``logps`` (and ``entropy``/``kl``/
@@ -176,18 +182,48 @@ def sequence_stats(
         kls.append(kl)
         clipped_logps.append(clipped)
 
+    def concat(values: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(values) if values else hidden.new_zeros(0, dtype=torch.float32)
+
     def per_sequence(values: list[torch.Tensor]) -> torch.Tensor:
-        flat = torch.cat(values) if values else hidden.new_zeros(0, dtype=torch.float32)
+        flat = concat(values)
         return torch.zeros(n, dtype=flat.dtype, device=flat.device).index_add(0, seq_index, flat)
 
     lengths = batch.response_lengths()
+    matrix = _TokenMatrix(seq_index, n) if per_token or value_head is not None else None
+    values = None
+    if value_head is not None:
+        values = value_head(hidden).reshape(-1)
+        values = matrix(values.to(torch.promote_types(values.dtype, torch.float32)))
     return SequenceStats(
         logps=per_sequence(token_logps),
         lengths=lengths,
         entropy=per_sequence(entropies) if with_entropy else None,
         kl=per_sequence(kls) if reference is not None else None,
         clipped_ratio_logps=per_sequence(clipped_logps) if ratio_clip is not None else None,
+        token_logps=matrix(concat(token_logps)) if per_token else None,
+        token_entropies=matrix(concat(entropies)) if per_token and with_entropy else None,
+        values=values,
     )
+
+
+class _TokenMatrix:
+    """Lays the engine's flat per-token values [M] out as [N, T]: row = sequence, column = the
+    token's place in its response, 0 past a response's end.
+
+    A sequence's response tokens are consecutive in the flat order (one row of a padded batch,
+    one stretch of a packed row), so a token's column is its flat index minus its sequence's first.
+    """
+
+    def __init__(self, seq_index: torch.Tensor, n: int):
+        positions = torch.arange(seq_index.shape[0], device=seq_index.device)
+        first = torch.full((n,), seq_index.shape[0], dtype=torch.long, device=seq_index.device)
+        first = first.scatter_reduce(0, seq_index, positions, "amin")
+        self.index = (seq_index, positions - first[seq_index])
+        self.shape = (n, int(self.index[1].max()) + 1 if seq_index.numel() else 0)
+
+    def __call__(self, flat: torch.Tensor) -> torch.Tensor:
+        return flat.new_zeros(self.shape).index_put(self.index, flat)
 
 
 def naive_sequence_logps(model: torch.nn.Module, batch: SequenceBatch) -> torch.Tensor:

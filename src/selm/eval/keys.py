@@ -90,3 +90,15 @@ def is_time_key(key: str) -> bool:
 
 REFERENCE_TIME = time_key("reference")  # the trainer's reference log-prob pass
 TIMING_PREFIXES = ("time/", "tokens_per_s/", "peak_memory")
+
+# ----- judge reliability (eval/reliability.py writes them) -------------------------------------
+
+RELIABILITY_R2 = "r2"  # PF-PPO's R²: gold score on judge reward, fitted through reward-bin means
+RELIABILITY_R2_RESPONSES = "r2_responses"  # the same linear fit with every response as a point
+RELIABILITY_BINS = "bins"  # the number of bin means the R² was fitted through
+
+
+def reliability_key(statistic: str, filter_name: str = "none") -> str:
+    """A judge-reliability metric on the responses one rollout filter keeps (``none``: all of them):
+    ``reliability/<statistic>_<filter>``, e.g. ``reliability/r2_best_worst``."""
+    return f"reliability/{statistic}_{filter_name}"

@@ -243,3 +243,52 @@ def _check_shapes(prompt_keys: Sequence[Hashable], candidates: Sequence[Sequence
 
 def _is_finite_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and math.isfinite(value)
+
+
+def split_by_score_gap(gaps: Sequence[float], quantile: float) -> tuple[list[int], list[int]]:
+    """MPO's data split (Gou & Nguyen 2024, arXiv 2403.19443): easy pairs for DPO, difficult ones for PPO.
+
+    MPO scores each pair with a reward model and calls pairs with a large reward gap *easy* (DPO
+    trains on them first) and pairs with a small gap *difficult* (PPO then trains on their prompts,
+    with the DPO model as reference). The threshold is the ``quantile`` of the gaps, not a fixed
+    value, so it does not depend on the judge's scale: a pair is easy iff its gap is strictly above
+    τ, the quantile computed as numpy's default (linear interpolation between order statistics:
+    h = (n − 1)·q, τ = g_(⌊h⌋) + (h − ⌊h⌋)·(g_(⌊h⌋+1) − g_(⌊h⌋)) over the sorted gaps g). So about a
+    fraction ``quantile`` of the pairs is difficult, and ties at τ are difficult: equal gaps always
+    land in the same set.
+
+    Gaps are signed. A negative gap (the judge prefers the labelled rejected response) is among the
+    smallest and lands in the difficult set: its label is the doubtful one DPO should not fit, and
+    PPO uses only its prompt. ``quantile`` = 1 makes every pair difficult; ``quantile`` = 0 leaves
+    only the pairs at the smallest gap difficult.
+
+    Args:
+        gaps: [P] judge score of chosen − rejected per pair, judge units (``Pair.margin``); finite.
+        quantile: q in [0, 1], the fraction of pairs (by gap) that is difficult.
+
+    Returns:
+        (easy, difficult): pair positions, each ascending; together every position once.
+
+    Raises:
+        ConfigError: ``quantile`` outside [0, 1].
+        DataError: a non-finite gap.
+    """
+    if not 0 <= quantile <= 1:
+        raise ConfigError(f"pairs.gap_quantile must be in [0, 1], got {quantile}")
+    for i, gap in enumerate(gaps):
+        if not _is_finite_number(gap):
+            raise DataError(f"pairs: pair {i}: score gap {gap!r} is not a finite number")
+    if not gaps:
+        return [], []
+    threshold = _linear_quantile(sorted(float(g) for g in gaps), quantile)
+    easy = [i for i, gap in enumerate(gaps) if gap > threshold]
+    difficult = [i for i, gap in enumerate(gaps) if gap <= threshold]
+    return easy, difficult
+
+
+def _linear_quantile(ordered: list[float], q: float) -> float:
+    h = (len(ordered) - 1) * q
+    low = math.floor(h)
+    if low + 1 >= len(ordered):
+        return ordered[low]
+    return ordered[low] + (h - low) * (ordered[low + 1] - ordered[low])

@@ -18,10 +18,12 @@ from selm.rundir import RunDir
 from selm.sampling import Completion, Sampler, SamplingParams, SamplingProgress, build_sampler
 
 
-def sampled_candidate(completion: Completion) -> Candidate:
-    """A sampler's completion as a candidate row."""
+def sampled_candidate(completion: Completion, keep_token_logprobs: bool = False) -> Candidate:
+    """A sampler's completion as a candidate row; its per-token log-probs only when asked (rollouts)."""
+    tokens = completion.token_logprobs if keep_token_logprobs else None
     return Candidate(text=completion.text, token_ids=list(completion.token_ids), logprob=float(completion.logprob),
-                     num_tokens=int(completion.num_tokens), finished=bool(completion.finished))
+                     num_tokens=int(completion.num_tokens), finished=bool(completion.finished),
+                     token_logprobs=list(tokens) if tokens is not None else None)
 
 
 def dataset_candidate(tokenizer: Any, prompt: Prompt, response: Any) -> Candidate:

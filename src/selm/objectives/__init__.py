@@ -1,4 +1,6 @@
-"""Preference objectives: pure losses over per-example statistics, registered by name.
+"""Objectives: pure losses over per-example statistics, registered by name: preference pairs
+(``PreferenceBatch``, [B]) and rollouts (``RolloutBatch``, [B, T]; with the advantage estimators of
+``selm.objectives.advantages``).
 
 >>> from selm.objectives import build_objective
 >>> build_objective([{"name": "dpo", "beta": 0.1}, {"name": "sft", "weight": 0.2}]).name
@@ -17,12 +19,16 @@ from selm.objectives import (  # noqa: F401
     cpl,
     dpo,
     dpo_variants,
+    grpo,
     hinge,
     hypo,
     ipo,
     lcpo,
     normalized_margin,  # noqa: F401  (experimental)
     osp,
+    pama,
+    ppo,
+    rloo,
     robust,
     sail,
     selm,
@@ -41,11 +47,13 @@ from selm.objectives.base import (
     register_objective,
 )
 from selm.objectives.combined import WeightedObjective
+from selm.objectives.rollout import RolloutBatch
 
 __all__ = [
     "Objective",
     "ObjectiveOutput",
     "PreferenceBatch",
+    "RolloutBatch",
     "WeightedObjective",
     "available_objectives",
     "build_objective",

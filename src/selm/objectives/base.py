@@ -207,7 +207,11 @@ def register_objective(*names: str) -> Callable[[type[Objective]], type[Objectiv
     return wrap
 
 
-available_objectives = OBJECTIVES.available
+def available_objectives(batch: str | None = None) -> list[str]:
+    """The registered names (aliases included), sorted; with ``batch`` (``"PreferenceBatch"``,
+    ``"RolloutBatch"``), only the objectives that train on that batch type."""
+    names = OBJECTIVES.available()
+    return names if batch is None else [name for name in names if OBJECTIVES.get(name).field_table.batch == batch]
 
 
 def get_objective(name: str, **hyperparameters: float) -> Objective:

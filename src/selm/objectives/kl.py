@@ -45,7 +45,8 @@ def kl_k2(log_ratio: torch.Tensor) -> torch.Tensor:
 
 def kl_k3(log_ratio: torch.Tensor) -> torch.Tensor:
     """k3 = exp(−d) + d − 1 ≥ 0: [B, T] -> [B, T]. Unbiased value; as a loss, the gradient of
-    KL(π_ref‖π_θ). Written as expm1(−d) + d so that it stays accurate (and ≥ 0) for small d."""
+    KL(π_ref‖π_θ). Written as expm1(−d) + d, which is ≥ 0 in floating point too (exp(−d) − 1
+    rounded near 1 is not)."""
     return torch.expm1(-log_ratio) + log_ratio
 
 

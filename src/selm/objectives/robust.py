@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from selm.objectives.base import PreferenceBatch, register_objective, validate_range
-from selm.objectives.common import ImplicitRewardObjective
+from selm.objectives.base import PreferenceBatch, register_objective
+from selm.objectives.dpo import DPO
 
 
 @register_objective("robust")
-class RobustDPO(ImplicitRewardObjective):
+class RobustDPO(DPO):
     r"""Provably Robust DPO (rDPO), https://arxiv.org/abs/2403.00409 (TRL ``loss_type="robust"``).
 
     .. math::
@@ -26,11 +26,6 @@ class RobustDPO(ImplicitRewardObjective):
         beta: β > 0. Default 0.1.
         label_smoothing: ε in [0, 0.5), the label flip rate. Default 0 (then equal to DPO).
     """
-
-    def __init__(self, beta: float = 0.1, label_smoothing: float = 0.0) -> None:
-        super().__init__(beta)
-        validate_range(self.name, "label_smoothing", label_smoothing, 0.0, 0.5)
-        self.label_smoothing = float(label_smoothing)
 
     def loss(self, chosen: torch.Tensor, rejected: torch.Tensor,
              batch: PreferenceBatch) -> torch.Tensor:

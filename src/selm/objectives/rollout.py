@@ -9,7 +9,7 @@ Every tensor is [B, T]: row b is response b, T the longest response of the batch
 response's end hold 0 and ``response_mask`` False. What each field is and where it comes from is
 ``ROLLOUT_FIELDS``, the same kind of table as the pairs' (``selm.objectives.fields``).
 
-How a batch loss is formed (``RolloutObjective.loss_normalizer``): the objective returns one value
+How a batch loss is formed (``RolloutMixin.loss_normalizer``): the objective returns one value
 per response, ``losses`` [B], and the trainer divides their sum over the global batch (every
 micro-batch and process of one optimizer step) by
 
@@ -48,6 +48,7 @@ ROLLOUT_FIELDS = FieldTable("RolloutBatch", ("response",), (
     FieldSpec("values",                 Source.POLICY,     "values",      "response", ReferenceUse.NONE,          _BT),
     FieldSpec("old_values",             Source.ROLLOUT,    "values",      "response", ReferenceUse.NONE,          _BT),
     FieldSpec("returns",                Source.ROLLOUT,    "return",      "response", ReferenceUse.NONE,          _BT),
+    FieldSpec("objective_advantages",   Source.ROLLOUT,    "advantage",   "response", ReferenceUse.NONE,          ("B", "T", "K")),
 ))
 
 
@@ -68,6 +69,8 @@ class RolloutBatch:
         values: [B, T] V_θ(x, y_≤t) of the value head, reward units.
         old_values: [B, T] the value head's predictions when the batch was sampled.
         returns: [B, T] value targets (advantages + old values for GAE), reward units.
+        objective_advantages: [B, T, K] one advantage per objective (the estimator run on each
+            reward column of a ``vector`` judge; PAMA), fixed across update epochs.
     """
 
     policy_token_logps: torch.Tensor
@@ -79,6 +82,7 @@ class RolloutBatch:
     values: torch.Tensor | None = None
     old_values: torch.Tensor | None = None
     returns: torch.Tensor | None = None
+    objective_advantages: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         ROLLOUT_FIELDS.check_shapes({f.name: getattr(self, f.name) for f in fields(self)})
@@ -111,6 +115,8 @@ class RolloutMixin:
 
     Mixed into :class:`selm.objectives.base.Objective` subclasses (``class GRPOLoss(RolloutMixin,
     Objective)``), so registration, hyperparameter checks and ``requires`` work as for pairs.
+    ``loss_normalizer`` is a class attribute, or a property where a hyperparameter chooses it
+    (``grpo``'s ``loss_type``).
     """
 
     field_table: ClassVar[FieldTable] = ROLLOUT_FIELDS

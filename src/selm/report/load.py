@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,18 +112,11 @@ def _load_metrics(path: Path) -> list[Row]:
     if not path.is_file():
         raise UserError(f"{path}: not found; is {path.parent} a selm run directory with at least one finished round?")
     by_round: dict[int, Row] = {}
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or isinstance(row.get("round"), bool) or not isinstance(row.get("round"), int):
-                raise UserError(f"{path}:{line_no}: expected a JSON object with an integer 'round'")
-            # A later line for the same round supersedes an earlier one (a redone round).
-            by_round[row["round"]] = row
+    for line_no, row in _json_lines(path, strict=True):
+        if not isinstance(row, dict) or isinstance(row.get("round"), bool) or not isinstance(row.get("round"), int):
+            raise UserError(f"{path}:{line_no}: expected a JSON object with an integer 'round'")
+        # A later line for the same round supersedes an earlier one (a redone round).
+        by_round[row["round"]] = row
     if not by_round:
         raise UserError(f"{path}: empty; no finished round to report")
     return [by_round[k] for k in sorted(by_round)]
@@ -154,19 +148,22 @@ def _numbered_rows(path: Path) -> list[tuple[int, Row]]:
     """
     if not path.is_file():
         return []
-    rows = []
+    return [(line_no, row) for line_no, row in _json_lines(path, strict=False) if isinstance(row, dict)]
+
+
+def _json_lines(path: Path, strict: bool) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank line; a line that is not JSON is a UserError when
+    ``strict``, else skipped with a warning."""
     with path.open(encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                warnings.warn(f"{path}:{line_no}: not valid JSON; line skipped in the report", stacklevel=4)
-                continue
-            if isinstance(row, dict):
-                rows.append((line_no, row))
-    return rows
+                yield line_no, json.loads(line)
+            except json.JSONDecodeError as exc:
+                if strict:
+                    raise UserError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
+                warnings.warn(f"{path}:{line_no}: not valid JSON; line skipped in the report", stacklevel=6)
 
 
 def _eval_rows(path: Path) -> list[EvalRow]:

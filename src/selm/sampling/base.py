@@ -74,6 +74,9 @@ class Completion:
         num_tokens: ``len(token_ids)``.
         finished: True when EOS or a stop token ended the completion, False when it ran into
             ``max_new_tokens``.
+        token_logprobs: log π(token | prefix) of each token of ``token_ids``, nats, as ``logprob``;
+            None when the backend does not report them. A rollout objective's importance ratio
+            is taken against these when the sampler ran the trainer's own weights.
     """
 
     token_ids: list[int]
@@ -81,6 +84,7 @@ class Completion:
     logprob: float
     num_tokens: int
     finished: bool
+    token_logprobs: list[float] | None = None
 
 
 @dataclass

@@ -128,9 +128,11 @@ class HFSampler(Sampler):
 
         token_lists = [generated[r, :lengths[r]].tolist() for r in range(generated.shape[0])]
         texts = self.tokenizer.batch_decode(token_lists, skip_special_tokens=True)
+        per_token = [row[:n].tolist() for row, n in zip(token_logps.cpu(), lengths.tolist())]
         return [
-            Completion(token_ids=ids, text=text, logprob=float(lp), num_tokens=len(ids), finished=bool(done))
-            for ids, text, lp, done in zip(token_lists, texts, logprobs.tolist(), finished.tolist())
+            Completion(token_ids=ids, text=text, logprob=float(lp), num_tokens=len(ids), finished=bool(done),
+                       token_logprobs=tokens)
+            for ids, text, lp, done, tokens in zip(token_lists, texts, logprobs.tolist(), finished.tolist(), per_token)
         ]
 
 

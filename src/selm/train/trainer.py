@@ -1,4 +1,7 @@
-"""The preference trainer: one objective, one policy, an optional reference, Accelerate underneath.
+"""The trainers: one objective, one policy, an optional reference, Accelerate underneath.
+
+``Trainer`` holds what every trainer shares; ``PreferenceTrainer`` (here) trains on pairs,
+``selm.train.rollout_trainer.RolloutTrainer`` on rollouts.
 
 Why Accelerate directly rather than transformers' Trainer: the step here is not "model(**batch).loss".
 Chosen, rejected and exploration responses go through one forward of the chunked log-prob engine,
@@ -36,8 +39,12 @@ from selm.errors import UserError
 from selm.eval.keys import STEP_HEADLINE
 from selm.io import read_jsonl, replace_dir_atomically, write_jsonl
 from selm.modeling.loading import model_fingerprint
-from selm.objectives import Objective, PreferenceBatch
+from selm.modeling.value_head import FILE as VALUE_HEAD_FILE
+from selm.modeling.value_head import save_value_head
+from selm.objectives import Objective, ObjectiveOutput, PreferenceBatch
 from selm.objectives.fields import CLIPPED_RATIO_FIELDS, PREFERENCE_FIELDS, ReferenceUse, Source
+from selm.objectives.rollout import StepTotals
+from selm.optim import adamw, transformers_schedule
 from selm.train.config import TrainingArguments
 from selm.train.diagnostics import pair_gradient_stats
 from selm.train.packing_check import resolve_packing
@@ -95,16 +102,21 @@ class SequenceStatsModel(torch.nn.Module):
     on its own shard. Preparing this module instead routes every training forward through it.
     """
 
-    def __init__(self, policy: torch.nn.Module, chunk_size: int):
+    def __init__(self, policy: torch.nn.Module, chunk_size: int, value_head: torch.nn.Module | None = None):
         super().__init__()
         self.policy = policy
         self.chunk_size = chunk_size
         self.head_grad_into_param = False
+        if value_head is not None:
+            self.value_head = value_head
 
     def forward(self, batch: AnySequenceBatch, reference: ReferencePolicy | None = None,
-                ratio_clip: float | None = None) -> SequenceStats:
+                ratio_clip: float | None = None, per_token: bool = False, with_entropy: bool = False,
+                with_values: bool = False) -> SequenceStats:
         return sequence_stats(self.policy, batch, chunk_size=self.chunk_size, reference=reference,
-                              ratio_clip=ratio_clip, head_grad_into_param=self.head_grad_into_param)
+                              ratio_clip=ratio_clip, head_grad_into_param=self.head_grad_into_param,
+                              per_token=per_token, with_entropy=with_entropy,
+                              value_head=self.value_head if with_values else None)
 
 
 @contextlib.contextmanager
@@ -132,26 +144,30 @@ def tied_head_gradient_in_place(model: SequenceStatsModel, distributed_type: str
         emb.sparse, model.head_grad_into_param = was_sparse, False
 
 
-class PreferenceTrainer:
-    """Train ``model`` on tokenized preference pairs with ``objective``.
+class Trainer:
+    """What the pair and the rollout trainers share: Accelerate, the optimizer and schedule, the
+    epoch cut into optimizer steps, exact loss scaling over micro-batches and processes, the
+    non-finite guard, logging and checkpoints.
+
+    A subclass knows its examples: ``check_examples`` refuses bad ones before anything is built,
+    ``prepare`` runs once before the first step (reference log-probs, advantages), and
+    ``training_batch`` / ``step_totals`` / ``scaled_loss`` / ``batch_tokens`` make one micro-batch's
+    loss. ``train`` runs the whole loop; ``windows(epoch)`` and ``accumulate(micro_batches,
+    n_global)`` are public for tests and custom loops.
 
     Args:
         model: the policy (a transformers causal LM, possibly PEFT-wrapped).
-        objective: any selm objective; its ``requires`` decides what is computed.
+        objective: the loss; its ``requires`` decides what is computed.
         args: optimisation settings.
-        train_pairs: tokenized (prompt, chosen, rejected[, explore]) pairs.
+        train_examples: the examples (pairs or rollouts), indexed by the epoch order.
         pad_token_id: the tokenizer's pad id.
         reference: π_ref, or None for reference-free objectives. For a PEFT policy pass
             ``ReferencePolicy(model, disable_adapters=True)``: no second copy of the weights.
-        eval_pairs: optional held-out pairs, evaluated with the same metrics (``eval/`` prefix).
         output_dir: checkpoints (``checkpoint-N/``) and ``train_log.jsonl`` go here.
         accelerator: an ``accelerate.Accelerator``; one is made when None.
         progress: show a progress bar.
-
-    ``train`` runs the whole loop. Its pieces are public for tests and custom loops:
-    ``windows(epoch)`` cuts an epoch into optimizer steps, ``accumulate(micro_batches, n_global)``
-    runs one step's forwards and backwards, ``preference_batch(pairs, train)`` builds the
-    objective's input for one micro-batch, ``evaluate()`` scores the eval pairs.
+        value_head: a critic trained with the policy (PPO), or None.
+        critic_learning_rate: the value head's peak learning rate (None: ``args.learning_rate``).
     """
 
     def __init__(
@@ -159,61 +175,96 @@ class PreferenceTrainer:
         model: torch.nn.Module,
         objective: Objective,
         args: TrainingArguments,
-        train_pairs: Sequence[TokenizedPair],
+        train_examples: Sequence[Any],
         pad_token_id: int,
         reference: ReferencePolicy | None = None,
-        eval_pairs: Sequence[TokenizedPair] | None = None,
         output_dir: str | Path | None = None,
         accelerator: Any = None,
         progress: bool = True,
+        value_head: torch.nn.Module | None = None,
+        critic_learning_rate: float | None = None,
     ):
         from accelerate import Accelerator
 
-        if not train_pairs:
-            raise UserError("no training pairs: the data is empty after validation and truncation")
+        if not train_examples:
+            raise UserError(f"no training {self.example_name}s: the data is empty after validation and truncation")
         needs_ref = objective.needs_reference
         if needs_ref and reference is None:
             raise UserError(f"objective '{objective.name}' needs a reference model, but none is configured")
-        self.model: torch.nn.Module = SequenceStatsModel(model, args.chunk_size)
+        self.model: torch.nn.Module = SequenceStatsModel(model, args.chunk_size, value_head)
         self.objective = objective
         self.args = args
-        self.train_pairs = list(train_pairs)
-        self.eval_pairs = list(eval_pairs or [])
+        self.train_examples = list(train_examples)
         self.pad_token_id = pad_token_id
         self.reference = reference if needs_ref else None
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         self.progress = progress and self.accelerator.is_main_process
-        # What each micro-batch computes follows from the objective's fields (selm.objectives.fields).
-        self.fields = PREFERENCE_FIELDS.select(objective.requires | COUNTED_FIELDS)
-        self.include_explore = "explore" in objective.response_roles
-        self.include_online = "online" in objective.response_roles
-        # Per-token statistics against the reference come out of the policy's own forward (TDPO, A-LoL seq).
-        self.engine_reference = any(f.source is Source.POLICY and f.reference is ReferenceUse.LIVE for f in self.fields)
-        self.ratio_clip = objective.token_ratio_clip if objective.requires & CLIPPED_RATIO_FIELDS else None
-        self.reads_reference_logps = any(f.source is Source.REFERENCE for f in self.fields)
-        self.reads_grad_norms = any(f.source is Source.GRADIENT for f in self.fields)
-        pair_values = [f.name for f in self.fields if f.source is Source.PAIR_VALUE]
-        if self.include_explore and any(p.explore_ids is None for p in self.train_pairs):
-            missing = next(p.index for p in self.train_pairs if p.explore_ids is None)
-            raise UserError(f"objective '{objective.name}' needs an exploration response ('explore') "
-                            f"for every pair; row {missing} has none")
-        for name in pair_values:
-            missing = next((p.index for p in self.train_pairs + self.eval_pairs if name not in p.extras), None)
-            if missing is not None:
-                raise UserError(f"objective '{objective.name}' needs '{name}' for every pair; row {missing} has none")
-        online_counts = {len(p.online_ids or []) for p in self.train_pairs + self.eval_pairs}
-        if self.include_online and (len(online_counts) != 1 or 0 in online_counts):
-            raise UserError(f"objective '{objective.name}' needs the same number (>= 1) of online samples "
-                            f"('online_ids') for every pair")
-        self.reference_logps: dict[str, torch.Tensor] | None = None
-        self.reference_cache_hit: bool | None = None
+        self.critic_learning_rate = critic_learning_rate
+        self.check_examples()
         # Checked on the bare models, before Accelerate wraps or shards them.
         separate_reference = [self.reference.model] if self.reference and self.reference.model is not model else []
         self.packing = resolve_packing(args.padding_free, model, *separate_reference)
         self.global_step = 0
         self.nonfinite_steps = 0
         self._build_optimizer()
+
+    example_name = "example"
+    reference_cache_hit: bool | None = None
+
+    # ----- what a subclass provides --------------------------------------------------------------
+
+    def check_examples(self) -> None:
+        """Raise UserError naming the first example the objective cannot train on."""
+
+    def prepare(self) -> None:
+        """Once, before the first step (and before a checkpoint is loaded): what the examples need
+        from the round-start weights or the reference."""
+
+    def example_lengths(self) -> list[int]:
+        """Each training example's longest row in tokens (``group_by_length``)."""
+        raise NotImplementedError
+
+    def training_batch(self, indices: list[int]) -> Any:
+        """The objective's input for the training examples ``indices`` (with gradient)."""
+        raise NotImplementedError
+
+    def step_totals(self, micro_batches: list[list[int]], n_global: int) -> StepTotals:
+        """Counts over the whole optimizer step that the losses are normalised by."""
+        return StepTotals(sequences=n_global, tokens=0, micro_batches=0)
+
+    def scaled_loss(self, out: ObjectiveOutput, batch: Any, totals: StepTotals) -> torch.Tensor:
+        """This micro-batch's share of the step loss, times the number of processes (DDP averages)."""
+        raise NotImplementedError
+
+    def batch_tokens(self, batch: Any) -> int:
+        """Response tokens scored in ``batch`` (tokens/s)."""
+        raise NotImplementedError
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out metrics, prefixed ``eval/``; {} when there is nothing to evaluate."""
+        return {}
+
+    def gradient_diagnostics(self) -> dict[str, float]:
+        """Gradient-entanglement metrics (pairs only); {} otherwise."""
+        return {}
+
+    def save_extra(self, folder: Path) -> None:
+        """Write what a checkpoint holds besides the policy, optimizer and counters."""
+        if hasattr(self.accelerator.unwrap_model(self.model), "value_head"):
+            save_value_head(self.value_head, folder)
+
+    def load_extra(self, folder: Path) -> None:
+        """Restore what ``save_extra`` wrote."""
+        if hasattr(self.accelerator.unwrap_model(self.model), "value_head"):
+            from safetensors.torch import load_file
+
+            self.value_head.load_state_dict(load_file(str(folder / VALUE_HEAD_FILE)))
+
+    @property
+    def value_head(self) -> torch.nn.Module:
+        """The critic being trained (PPO)."""
+        return self.accelerator.unwrap_model(self.model).value_head
 
     # ----- setup -------------------------------------------------------------------------------
 
@@ -229,7 +280,7 @@ class PreferenceTrainer:
     @property
     def steps_per_epoch(self) -> int:
         global_batch = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps * self.world_size
-        return max(1, math.ceil(len(self.train_pairs) / global_batch))
+        return max(1, math.ceil(len(self.train_examples) / global_batch))
 
     @property
     def total_steps(self) -> int:
@@ -238,26 +289,353 @@ class PreferenceTrainer:
         return max(1, math.ceil(self.steps_per_epoch * self.args.num_train_epochs))
 
     def _build_optimizer(self) -> None:
-        from transformers import get_scheduler
-
         a = self.args
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        groups = [{"params": decay, "weight_decay": a.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         # Fused AdamW is the Trainer's default and ~0.9 s/step faster than the loop on Gemma-270M here.
-        fused = self.accelerator.device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in params)
-        self.optimizer = torch.optim.AdamW(groups, lr=a.learning_rate, betas=(a.adam_beta1, a.adam_beta2),
-                                           eps=a.adam_epsilon, fused=fused)
-        warmup = math.ceil(a.warmup_ratio * self.total_steps)
-        self.scheduler = get_scheduler(a.lr_scheduler_type, self.optimizer, num_warmup_steps=warmup,
-                                       num_training_steps=self.total_steps)
+        self.optimizer = adamw(self.model.policy.parameters(), lr=a.learning_rate, weight_decay=a.weight_decay,
+                               betas=(a.adam_beta1, a.adam_beta2), eps=a.adam_epsilon,
+                               fused_device=self.accelerator.device)
+        if hasattr(self.model, "value_head"):
+            # The critic's own learning rate, scheduled like the policy's; no decay on a value head.
+            self.optimizer.add_param_group({"params": list(self.model.value_head.parameters()), "weight_decay": 0.0,
+                                            "lr": self.critic_learning_rate or a.learning_rate})
+        self.scheduler = transformers_schedule(self.optimizer, a.lr_scheduler_type, a.warmup_ratio, self.total_steps)
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         if a.gradient_checkpointing:
             base = self.policy
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if hasattr(base, "enable_input_require_grads"):
                 base.enable_input_require_grads()
+
+    # ----- data order --------------------------------------------------------------------------
+
+    def epoch_order(self, epoch: int) -> list[int]:
+        """A seeded permutation of the training example indices; with ``group_by_length``, each
+        global batch (cut from it in order by ``windows``) holds examples of similar length."""
+        if self.args.group_by_length:
+            a = self.args
+            global_batch = a.per_device_train_batch_size * a.gradient_accumulation_steps * self.world_size
+            lengths = self.example_lengths()
+            return [i for batch in length_grouped_batches(lengths, global_batch, a.seed + epoch) for i in batch]
+        g = torch.Generator().manual_seed(self.args.seed + epoch)
+        return torch.randperm(len(self.train_examples), generator=g).tolist()
+
+    def windows(self, epoch: int) -> list[tuple[int, list[list[int]]]]:
+        """The epoch as optimizer steps: (examples in the global batch, this process's micro-batches).
+
+        Every process gets the same number of micro-batches per step, so the collectives inside
+        DDP's forward and backward pair up across processes. Where a process's share of a short
+        last batch runs out, its remaining micro-batches are empty lists: padding that
+        ``accumulate`` runs with loss weight 0.
+        """
+        a = self.args
+        bs = a.per_device_train_batch_size
+        order = self.epoch_order(epoch)
+        global_batch = bs * a.gradient_accumulation_steps * self.world_size
+        rank = self.accelerator.process_index
+        steps = []
+        for start in range(0, len(order), global_batch):
+            chunk = order[start:start + global_batch]
+            mine = chunk[rank::self.world_size]
+            n_micro = math.ceil(math.ceil(len(chunk) / self.world_size) / bs)
+            steps.append((len(chunk), [mine[i * bs:(i + 1) * bs] for i in range(n_micro)]))
+        return steps
+
+    # ----- train -------------------------------------------------------------------------------
+
+    def train(self, resume_from_checkpoint: str | Path | None = None, log_file: str | Path | None = None) -> TrainResult:
+        """Run the optimisation; returns a TrainResult. Logs one JSON line per logging step."""
+        a = self.args
+        start_time = time.perf_counter()
+        self.prepare()
+        reference_seconds = time.perf_counter() - start_time
+        if resume_from_checkpoint is not None:
+            self.load_checkpoint(Path(resume_from_checkpoint))
+        log_path = Path(log_file) if log_file else (self.output_dir / "train_log.jsonl" if self.output_dir else None)
+        if log_path is not None and self.accelerator.is_main_process:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            if resume_from_checkpoint is None:
+                log_path.write_text("")
+            else:
+                self._truncate_log(log_path)
+        self.model.train()
+        bar = tqdm(total=self.total_steps, initial=self.global_step, desc="train", unit="step",
+                   disable=not self.progress, dynamic_ncols=True)
+        history: list[dict[str, float]] = []
+        pending: list[tuple[int, dict[str, float]]] = []
+        consecutive_nonfinite = 0
+        tokens = 0
+        step_time = time.perf_counter()
+        while self.global_step < self.total_steps:
+            epoch, offset = divmod(self.global_step, self.steps_per_epoch)
+            n_global, micro_batches = self.windows(epoch)[offset]
+            with tied_head_gradient_in_place(self.accelerator.unwrap_model(self.model),
+                                             str(self.accelerator.distributed_type.value)):
+                ok, records, n_tokens = self.accumulate(micro_batches, n_global)
+            tokens += n_tokens
+            if ok:
+                consecutive_nonfinite = 0
+                grad_norm = None
+                if a.max_grad_norm is not None:
+                    grad_norm = float(self.accelerator.clip_grad_norm_(self.model.parameters(), a.max_grad_norm))
+                self.optimizer.step()
+                pending.extend(records)
+            else:
+                self.nonfinite_steps += 1
+                consecutive_nonfinite += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            self.global_step += 1
+            bar.update(1)
+            if ok and (self.global_step % a.logging_steps == 0 or self.global_step == self.total_steps):
+                # Every process logs from its own shard: gather them so the log is the global batch's.
+                entry = {"step": self.global_step, "epoch": round(self.global_step / self.steps_per_epoch, 4),
+                         **_mean_metrics(gather_in_order(self.accelerator, pending)),
+                         "learning_rate": self.scheduler.get_last_lr()[0], "nonfinite_steps": self.nonfinite_steps}
+                if grad_norm is not None:
+                    entry["grad_norm"] = grad_norm
+                elapsed = time.perf_counter() - step_time
+                entry["tokens_per_s"] = sum(gather_in_order(self.accelerator, [tokens])) / max(elapsed, 1e-9)
+                history.append(entry)
+                pending = []
+                self._log(entry, log_path, bar)
+            if a.eval_steps and self.global_step % a.eval_steps == 0 and (held_out := self.evaluate()):
+                self._log({"step": self.global_step, **held_out}, log_path, bar)
+            if a.diagnostics_steps and self.global_step % a.diagnostics_steps == 0:
+                self._log({"step": self.global_step, **self.gradient_diagnostics()}, log_path, bar)
+            if consecutive_nonfinite >= a.max_nonfinite_steps:
+                self._save_if_possible()
+                raise NonFiniteLossError(
+                    f"{consecutive_nonfinite} non-finite losses in a row at step {self.global_step}; "
+                    f"lower the learning rate or check the data (state saved for --resume)")
+            if a.save_steps and self.global_step % a.save_steps == 0 and self.global_step < self.total_steps:
+                self._save_if_possible()
+        bar.close()
+        elapsed = time.perf_counter() - start_time
+        if log_path is not None and self.accelerator.is_main_process and log_path.is_file():
+            # The log holds the steps before a resume too; the in-memory history does not.
+            history = read_jsonl(log_path)
+        history = broadcast_from_main(self.accelerator, history)
+        summary = _mean_metrics([(1, {k: v for k, v in h.items() if not k.startswith("eval/") and k not in ("step", "epoch")})
+                                 for h in history if "loss" in h])
+        summary.update(self.evaluate())
+        return TrainResult(self.global_step, summary, self.nonfinite_steps, elapsed,
+                           tokens / max(time.perf_counter() - step_time, 1e-9), self.reference_cache_hit,
+                           reference_seconds, history)
+
+    def accumulate(self, micro_batches: list[list[int]], n_global: int) -> AccumulatedStep:
+        """Forward/backward every micro-batch of one optimizer step, into the parameters' ``.grad``
+        (no optimizer update; ``train`` steps, clips and zeroes).
+
+        Each micro-batch's loss is its share of the step loss (``scaled_loss``: for pairs
+        ``losses.sum() · W / n_global``, W processes whose gradients DDP averages), so the
+        accumulated gradient equals the gradient of the loss over the whole global batch, however
+        it is split into micro-batches and processes (trl#2617). A padding micro-batch (empty
+        index list, see ``windows``) runs one example at weight 0.
+
+        Args:
+            micro_batches: this process's training example indices per micro-batch (``windows``).
+            n_global: examples in the global batch of this step, all processes together.
+        """
+        records = []
+        n_tokens = 0
+        finite = True
+        totals = self.step_totals(micro_batches, n_global)
+        for i, indices in enumerate(micro_batches):
+            sync = i == len(micro_batches) - 1
+            ctx = self.accelerator.no_sync(self.model) if not sync else contextlib.nullcontext()
+            with ctx:
+                batch = self.training_batch(indices or [0])
+                out = self.objective(batch)
+                loss = self.scaled_loss(out, batch, totals) * (1.0 if indices else 0.0)
+                finite = finite and bool(torch.isfinite(loss))
+                # Backward even a non-finite loss: every process must join DDP's gradient
+                # all-reduce; the step is then skipped by all processes together.
+                self.accelerator.backward(loss)
+            if indices:
+                n_tokens += self.batch_tokens(batch)
+                metrics = {"loss": float(out.losses.detach().mean())}
+                metrics.update({k: float(v) for k, v in out.metrics.items()})
+                records.append((len(indices), metrics))
+        if not self._finite_everywhere(finite):
+            return AccumulatedStep(False, [], n_tokens)
+        return AccumulatedStep(True, records, n_tokens)
+
+    def _finite_everywhere(self, local: bool) -> bool:
+        """True when no process saw a non-finite loss (one all-reduce per optimizer step)."""
+        if self.world_size == 1:
+            return local
+        flag = torch.tensor([0.0 if local else 1.0], device=self.accelerator.device)
+        return float(self.accelerator.reduce(flag, reduction="sum")) == 0.0
+
+    # ----- logging -----------------------------------------------------------------------------
+
+    def _log(self, entry: dict[str, float], log_path: Path | None, bar: tqdm) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        if log_path is not None:
+            with log_path.open("a") as f:
+                f.write(json.dumps(entry) + "\n")
+        shown = {k: entry[k] for k in STEP_HEADLINE if k in entry}
+        if shown:
+            bar.set_postfix({k.split("/")[-1] if not k.startswith("eval") else "eval_acc": f"{v:.3f}" for k, v in shown.items()})
+            if self.progress:
+                bar.write(f"step {entry['step']:>5}  " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+        if self.accelerator.trackers:
+            self.accelerator.log({k: v for k, v in entry.items() if k != "step"}, step=int(entry["step"]))
+
+    def _truncate_log(self, log_path: Path) -> None:
+        """On resume, drop log lines past the checkpoint's step so no step is logged twice."""
+        if not log_path.exists():
+            return
+        write_jsonl(log_path, [row for row in read_jsonl(log_path) if row.get("step", 0) <= self.global_step])
+
+    # ----- checkpoints -------------------------------------------------------------------------
+
+    def _save_if_possible(self) -> None:
+        if self.output_dir is not None:
+            self.save_checkpoint(self.output_dir / f"checkpoint-{self.global_step}")
+
+    def save_checkpoint(self, path: Path) -> None:
+        """Model weights, optimizer, scheduler, each process's RNG and counters, written atomically
+        by the main process (the weights and optimizer state are the same on every DDP process)."""
+        rng_states = gather_in_order(self.accelerator, [torch.get_rng_state()])
+        if not self.accelerator.is_main_process:
+            self.accelerator.wait_for_everyone()
+            return
+
+        def build(folder: Path) -> None:
+            self.policy.save_pretrained(folder / "model", safe_serialization=True)
+            torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+            torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
+            torch.save(rng_states, folder / "rng.pt")
+            self.save_extra(folder)
+            (folder / STATE_FILE).write_text(json.dumps({"global_step": self.global_step,
+                                                        "nonfinite_steps": self.nonfinite_steps,
+                                                        "objective": self.objective.state_dict()}))
+
+        replace_dir_atomically(path, build)
+        self._rotate_checkpoints(path.parent)
+        self.accelerator.wait_for_everyone()
+
+    def _rotate_checkpoints(self, folder: Path) -> None:
+        checkpoints = sorted(folder.glob("checkpoint-*[0-9]"), key=lambda p: int(p.name.split("-")[-1]))
+        for old in checkpoints[: -self.args.save_total_limit]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore what ``save_checkpoint`` wrote; training continues at the saved step."""
+        from safetensors.torch import load_file
+
+        state_path = path / STATE_FILE
+        if not state_path.is_file():
+            raise UserError(f"{path}: not a selm checkpoint ({STATE_FILE} missing)")
+        state = json.loads(state_path.read_text())
+        model = self.policy
+        weights = {}
+        for file in sorted((path / "model").glob("*.safetensors")):
+            weights.update(load_file(file))
+        if hasattr(model, "peft_config"):
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(model, weights)
+        else:
+            missing, unexpected = model.load_state_dict(weights, strict=False)
+            tied = set(getattr(model, "_tied_weights_keys", None) or [])
+            if unexpected or set(missing) - tied:
+                raise UserError(f"{path}: checkpoint weights do not match the model "
+                                f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+        self.load_extra(path)
+        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+        rng_states = torch.load(path / "rng.pt", weights_only=True)
+        # One state per process; a resume with more processes than were saved reuses the first.
+        rank = self.accelerator.process_index
+        torch.set_rng_state(rng_states[rank] if rank < len(rng_states) else rng_states[0])
+        self.global_step = int(state["global_step"])
+        self.nonfinite_steps = int(state["nonfinite_steps"])
+        # LCPO's reliability: without it a resumed run would restart from the configured value.
+        if state.get("objective"):
+            self.objective.load_state_dict(state["objective"])
+
+
+class PreferenceTrainer(Trainer):
+    """Train ``model`` on tokenized preference pairs with ``objective``.
+
+    Args:
+        model, objective, args, pad_token_id, reference, output_dir, accelerator, progress: as
+            :class:`Trainer`.
+        train_pairs: tokenized (prompt, chosen, rejected[, explore]) pairs.
+        eval_pairs: optional held-out pairs, evaluated with the same metrics (``eval/`` prefix).
+
+    Besides :class:`Trainer`'s pieces, ``preference_batch(pairs, train)`` builds the objective's
+    input for one micro-batch and ``evaluate()`` scores the eval pairs.
+    """
+
+    example_name = "pair"
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        objective: Objective,
+        args: TrainingArguments,
+        train_pairs: Sequence[TokenizedPair],
+        pad_token_id: int,
+        reference: ReferencePolicy | None = None,
+        eval_pairs: Sequence[TokenizedPair] | None = None,
+        output_dir: str | Path | None = None,
+        accelerator: Any = None,
+        progress: bool = True,
+    ):
+        self.eval_pairs = list(eval_pairs or [])
+        # What each micro-batch computes follows from the objective's fields (selm.objectives.fields).
+        self.fields = PREFERENCE_FIELDS.select(objective.requires | COUNTED_FIELDS)
+        self.include_explore = "explore" in objective.response_roles
+        self.include_online = "online" in objective.response_roles
+        # Per-token statistics against the reference come out of the policy's own forward (TDPO, A-LoL seq).
+        self.engine_reference = any(f.source is Source.POLICY and f.reference is ReferenceUse.LIVE for f in self.fields)
+        self.ratio_clip = objective.token_ratio_clip if objective.requires & CLIPPED_RATIO_FIELDS else None
+        self.reads_reference_logps = any(f.source is Source.REFERENCE for f in self.fields)
+        self.reads_grad_norms = any(f.source is Source.GRADIENT for f in self.fields)
+        self.reference_logps: dict[str, torch.Tensor] | None = None
+        self.reference_cache_hit: bool | None = None
+        super().__init__(model, objective, args, train_pairs, pad_token_id, reference=reference,
+                         output_dir=output_dir, accelerator=accelerator, progress=progress)
+
+    @property
+    def train_pairs(self) -> list[TokenizedPair]:
+        return self.train_examples
+
+    def check_examples(self) -> None:
+        objective = self.objective
+        pair_values = [f.name for f in self.fields if f.source is Source.PAIR_VALUE]
+        if self.include_explore and any(p.explore_ids is None for p in self.train_pairs):
+            missing = next(p.index for p in self.train_pairs if p.explore_ids is None)
+            raise UserError(f"objective '{objective.name}' needs an exploration response ('explore') "
+                            f"for every pair; row {missing} has none")
+        for name in pair_values:
+            missing = next((p.index for p in self.train_pairs + self.eval_pairs if name not in p.extras), None)
+            if missing is not None:
+                raise UserError(f"objective '{objective.name}' needs '{name}' for every pair; row {missing} has none")
+        online_counts = {len(p.online_ids or []) for p in self.train_pairs + self.eval_pairs}
+        if self.include_online and (len(online_counts) != 1 or 0 in online_counts):
+            raise UserError(f"objective '{objective.name}' needs the same number (>= 1) of online samples "
+                            f"('online_ids') for every pair")
+
+    def prepare(self) -> None:
+        self.precompute_reference()
+
+    def example_lengths(self) -> list[int]:
+        return [len(p.prompt_ids) + max(len(p.chosen_ids), len(p.rejected_ids), len(p.explore_ids or ()))
+                for p in self.train_pairs]
+
+    def training_batch(self, indices: list[int]) -> PreferenceBatch:
+        return self.preference_batch([self.train_pairs[j] for j in indices], train=True)
+
+    def scaled_loss(self, out: ObjectiveOutput, batch: PreferenceBatch, totals: StepTotals) -> torch.Tensor:
+        return out.losses.sum() * (self.world_size / totals.sequences)
+
+    def batch_tokens(self, batch: PreferenceBatch) -> int:
+        return int(batch.chosen_lengths.sum() + batch.rejected_lengths.sum())
 
     # ----- reference ---------------------------------------------------------------------------
 
@@ -339,161 +717,6 @@ class PreferenceTrainer:
             logps = sequence_stats(ref_model, batch, chunk_size=self.args.chunk_size).logps
         return {role: logps[layout.rows(role)] for role in layout.roles}
 
-    # ----- data order --------------------------------------------------------------------------
-
-    def epoch_order(self, epoch: int) -> list[int]:
-        """A seeded permutation of the training pair indices; with ``group_by_length``, each global
-        batch (cut from it in order by ``windows``) holds pairs of similar length."""
-        if self.args.group_by_length:
-            a = self.args
-            global_batch = a.per_device_train_batch_size * a.gradient_accumulation_steps * self.world_size
-            lengths = [len(p.prompt_ids) + max(len(p.chosen_ids), len(p.rejected_ids), len(p.explore_ids or ()))
-                       for p in self.train_pairs]
-            return [i for batch in length_grouped_batches(lengths, global_batch, a.seed + epoch) for i in batch]
-        g = torch.Generator().manual_seed(self.args.seed + epoch)
-        return torch.randperm(len(self.train_pairs), generator=g).tolist()
-
-    def windows(self, epoch: int) -> list[tuple[int, list[list[int]]]]:
-        """The epoch as optimizer steps: (examples in the global batch, this process's micro-batches).
-
-        Every process gets the same number of micro-batches per step, so the collectives inside
-        DDP's forward and backward pair up across processes. Where a process's share of a short
-        last batch runs out, its remaining micro-batches are empty lists: padding that
-        ``accumulate`` runs with loss weight 0.
-        """
-        a = self.args
-        bs = a.per_device_train_batch_size
-        order = self.epoch_order(epoch)
-        global_batch = bs * a.gradient_accumulation_steps * self.world_size
-        rank = self.accelerator.process_index
-        steps = []
-        for start in range(0, len(order), global_batch):
-            chunk = order[start:start + global_batch]
-            mine = chunk[rank::self.world_size]
-            n_micro = math.ceil(math.ceil(len(chunk) / self.world_size) / bs)
-            steps.append((len(chunk), [mine[i * bs:(i + 1) * bs] for i in range(n_micro)]))
-        return steps
-
-    # ----- train -------------------------------------------------------------------------------
-
-    def train(self, resume_from_checkpoint: str | Path | None = None, log_file: str | Path | None = None) -> TrainResult:
-        """Run the optimisation; returns a TrainResult. Logs one JSON line per logging step."""
-        a = self.args
-        start_time = time.perf_counter()
-        self.precompute_reference()
-        reference_seconds = time.perf_counter() - start_time
-        if resume_from_checkpoint is not None:
-            self.load_checkpoint(Path(resume_from_checkpoint))
-        log_path = Path(log_file) if log_file else (self.output_dir / "train_log.jsonl" if self.output_dir else None)
-        if log_path is not None and self.accelerator.is_main_process:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            if resume_from_checkpoint is None:
-                log_path.write_text("")
-            else:
-                self._truncate_log(log_path)
-        self.model.train()
-        bar = tqdm(total=self.total_steps, initial=self.global_step, desc="train", unit="step",
-                   disable=not self.progress, dynamic_ncols=True)
-        history: list[dict[str, float]] = []
-        pending: list[tuple[int, dict[str, float]]] = []
-        consecutive_nonfinite = 0
-        tokens = 0
-        step_time = time.perf_counter()
-        while self.global_step < self.total_steps:
-            epoch, offset = divmod(self.global_step, self.steps_per_epoch)
-            n_global, micro_batches = self.windows(epoch)[offset]
-            with tied_head_gradient_in_place(self.accelerator.unwrap_model(self.model),
-                                             str(self.accelerator.distributed_type.value)):
-                ok, records, n_tokens = self.accumulate(micro_batches, n_global)
-            tokens += n_tokens
-            if ok:
-                consecutive_nonfinite = 0
-                grad_norm = None
-                if a.max_grad_norm is not None:
-                    grad_norm = float(self.accelerator.clip_grad_norm_(self.model.parameters(), a.max_grad_norm))
-                self.optimizer.step()
-                pending.extend(records)
-            else:
-                self.nonfinite_steps += 1
-                consecutive_nonfinite += 1
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scheduler.step()
-            self.global_step += 1
-            bar.update(1)
-            if ok and (self.global_step % a.logging_steps == 0 or self.global_step == self.total_steps):
-                # Every process logs from its own shard: gather them so the log is the global batch's.
-                entry = {"step": self.global_step, "epoch": round(self.global_step / self.steps_per_epoch, 4),
-                         **_mean_metrics(gather_in_order(self.accelerator, pending)),
-                         "learning_rate": self.scheduler.get_last_lr()[0], "nonfinite_steps": self.nonfinite_steps}
-                if grad_norm is not None:
-                    entry["grad_norm"] = grad_norm
-                elapsed = time.perf_counter() - step_time
-                entry["tokens_per_s"] = sum(gather_in_order(self.accelerator, [tokens])) / max(elapsed, 1e-9)
-                history.append(entry)
-                pending = []
-                self._log(entry, log_path, bar)
-            if a.eval_steps and self.eval_pairs and self.global_step % a.eval_steps == 0:
-                self._log({"step": self.global_step, **self.evaluate()}, log_path, bar)
-            if a.diagnostics_steps and self.global_step % a.diagnostics_steps == 0:
-                self._log({"step": self.global_step, **self.gradient_diagnostics()}, log_path, bar)
-            if consecutive_nonfinite >= a.max_nonfinite_steps:
-                self._save_if_possible()
-                raise NonFiniteLossError(
-                    f"{consecutive_nonfinite} non-finite losses in a row at step {self.global_step}; "
-                    f"lower the learning rate or check the data (state saved for --resume)")
-            if a.save_steps and self.global_step % a.save_steps == 0 and self.global_step < self.total_steps:
-                self._save_if_possible()
-        bar.close()
-        elapsed = time.perf_counter() - start_time
-        if log_path is not None and self.accelerator.is_main_process and log_path.is_file():
-            # The log holds the steps before a resume too; the in-memory history does not.
-            history = read_jsonl(log_path)
-        history = broadcast_from_main(self.accelerator, history)
-        summary = _mean_metrics([(1, {k: v for k, v in h.items() if not k.startswith("eval/") and k not in ("step", "epoch")})
-                                 for h in history if "loss" in h])
-        if self.eval_pairs:
-            summary.update(self.evaluate())
-        return TrainResult(self.global_step, summary, self.nonfinite_steps, elapsed,
-                           tokens / max(time.perf_counter() - step_time, 1e-9), self.reference_cache_hit,
-                           reference_seconds, history)
-
-    def accumulate(self, micro_batches: list[list[int]], n_global: int) -> AccumulatedStep:
-        """Forward/backward every micro-batch of one optimizer step, into the parameters' ``.grad``
-        (no optimizer update; ``train`` steps, clips and zeroes).
-
-        Each micro-batch's loss is ``losses.sum() · W / n_global`` (W processes, whose gradients
-        DDP averages), so the accumulated gradient equals the gradient of the mean loss over the
-        whole global batch, however it is split into micro-batches and processes (trl#2617).
-        A padding micro-batch (empty index list, see ``windows``) runs one example at weight 0.
-
-        Args:
-            micro_batches: this process's training pair indices per micro-batch (``windows``).
-            n_global: examples in the global batch of this step, all processes together.
-        """
-        records = []
-        n_tokens = 0
-        finite = True
-        for i, indices in enumerate(micro_batches):
-            pairs = [self.train_pairs[j] for j in indices or [0]]
-            sync = i == len(micro_batches) - 1
-            ctx = self.accelerator.no_sync(self.model) if not sync else contextlib.nullcontext()
-            with ctx:
-                batch = self.preference_batch(pairs, train=True)
-                out = self.objective(batch)
-                loss = out.losses.sum() * (self.world_size / n_global if indices else 0.0)
-                finite = finite and bool(torch.isfinite(loss))
-                # Backward even a non-finite loss: every process must join DDP's gradient
-                # all-reduce; the step is then skipped by all processes together.
-                self.accelerator.backward(loss)
-            if indices:
-                n_tokens += int(batch.chosen_lengths.sum() + batch.rejected_lengths.sum())
-                metrics = {"loss": float(out.losses.detach().mean())}
-                metrics.update({k: float(v) for k, v in out.metrics.items()})
-                records.append((len(indices), metrics))
-        if not self._finite_everywhere(finite):
-            return AccumulatedStep(False, [], n_tokens)
-        return AccumulatedStep(True, records, n_tokens)
-
     def gradient_diagnostics(self) -> dict[str, float]:
         """Gradient-entanglement metrics (``diag/grad_*``, see ``selm.train.diagnostics``) on the
         probe set: the first ``diagnostics_pairs`` training pairs, the same at every step.
@@ -507,13 +730,6 @@ class PreferenceTrainer:
         stats = pair_gradient_stats(self.policy, probe, self.pad_token_id, chunk_size=self.args.chunk_size,
                                     batch_size=self.args.per_device_eval_batch_size)
         return stats.metrics()
-
-    def _finite_everywhere(self, local: bool) -> bool:
-        """True when no process saw a non-finite loss (one all-reduce per optimizer step)."""
-        if self.world_size == 1:
-            return local
-        flag = torch.tensor([0.0 if local else 1.0], device=self.accelerator.device)
-        return float(self.accelerator.reduce(flag, reduction="sum")) == 0.0
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -537,94 +753,6 @@ class PreferenceTrainer:
         self.model.train(was_training)
         records = gather_in_order(self.accelerator, records)
         return {f"eval/{k}": v for k, v in _mean_metrics(records).items()}
-
-    # ----- logging -----------------------------------------------------------------------------
-
-    def _log(self, entry: dict[str, float], log_path: Path | None, bar: tqdm) -> None:
-        if not self.accelerator.is_main_process:
-            return
-        if log_path is not None:
-            with log_path.open("a") as f:
-                f.write(json.dumps(entry) + "\n")
-        shown = {k: entry[k] for k in STEP_HEADLINE if k in entry}
-        if shown:
-            bar.set_postfix({k.split("/")[-1] if not k.startswith("eval") else "eval_acc": f"{v:.3f}" for k, v in shown.items()})
-            if self.progress:
-                bar.write(f"step {entry['step']:>5}  " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))
-        if self.accelerator.trackers:
-            self.accelerator.log({k: v for k, v in entry.items() if k != "step"}, step=int(entry["step"]))
-
-    def _truncate_log(self, log_path: Path) -> None:
-        """On resume, drop log lines past the checkpoint's step so no step is logged twice."""
-        if not log_path.exists():
-            return
-        write_jsonl(log_path, [row for row in read_jsonl(log_path) if row.get("step", 0) <= self.global_step])
-
-    # ----- checkpoints -------------------------------------------------------------------------
-
-    def _save_if_possible(self) -> None:
-        if self.output_dir is not None:
-            self.save_checkpoint(self.output_dir / f"checkpoint-{self.global_step}")
-
-    def save_checkpoint(self, path: Path) -> None:
-        """Model weights, optimizer, scheduler, each process's RNG and counters, written atomically
-        by the main process (the weights and optimizer state are the same on every DDP process)."""
-        rng_states = gather_in_order(self.accelerator, [torch.get_rng_state()])
-        if not self.accelerator.is_main_process:
-            self.accelerator.wait_for_everyone()
-            return
-
-        def build(folder: Path) -> None:
-            self.policy.save_pretrained(folder / "model", safe_serialization=True)
-            torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
-            torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
-            torch.save(rng_states, folder / "rng.pt")
-            (folder / STATE_FILE).write_text(json.dumps({"global_step": self.global_step,
-                                                        "nonfinite_steps": self.nonfinite_steps,
-                                                        "objective": self.objective.state_dict()}))
-
-        replace_dir_atomically(path, build)
-        self._rotate_checkpoints(path.parent)
-        self.accelerator.wait_for_everyone()
-
-    def _rotate_checkpoints(self, folder: Path) -> None:
-        checkpoints = sorted(folder.glob("checkpoint-*[0-9]"), key=lambda p: int(p.name.split("-")[-1]))
-        for old in checkpoints[: -self.args.save_total_limit]:
-            shutil.rmtree(old, ignore_errors=True)
-
-    def load_checkpoint(self, path: Path) -> None:
-        """Restore what ``save_checkpoint`` wrote; training continues at the saved step."""
-        from safetensors.torch import load_file
-
-        state_path = path / STATE_FILE
-        if not state_path.is_file():
-            raise UserError(f"{path}: not a selm checkpoint ({STATE_FILE} missing)")
-        state = json.loads(state_path.read_text())
-        model = self.policy
-        weights = {}
-        for file in sorted((path / "model").glob("*.safetensors")):
-            weights.update(load_file(file))
-        if hasattr(model, "peft_config"):
-            from peft import set_peft_model_state_dict
-
-            set_peft_model_state_dict(model, weights)
-        else:
-            missing, unexpected = model.load_state_dict(weights, strict=False)
-            tied = set(getattr(model, "_tied_weights_keys", None) or [])
-            if unexpected or set(missing) - tied:
-                raise UserError(f"{path}: checkpoint weights do not match the model "
-                                f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
-        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-        rng_states = torch.load(path / "rng.pt", weights_only=True)
-        # One state per process; a resume with more processes than were saved reuses the first.
-        rank = self.accelerator.process_index
-        torch.set_rng_state(rng_states[rank] if rank < len(rng_states) else rng_states[0])
-        self.global_step = int(state["global_step"])
-        self.nonfinite_steps = int(state["nonfinite_steps"])
-        # LCPO's reliability: without it a resumed run would restart from the configured value.
-        if state.get("objective"):
-            self.objective.load_state_dict(state["objective"])
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:

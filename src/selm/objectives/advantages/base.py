@@ -191,6 +191,15 @@ def build_advantage_estimator(spec: str | dict[str, Any]) -> AdvantageEstimator:
     raise ConfigError(f"{WHAT} must be a name or a mapping with a 'name' key, got {spec!r}")
 
 
+def group_min(values: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
+    """The smallest value of each response's group: [B], [B] -> [B]. Subtracted before summing, it
+    makes the values of a group of equal rewards exactly 0, so their mean and their advantages
+    come out exactly 0 too (a plain mean of 0.7, 0.7, 0.7 rounds to 0.6999999999999998)."""
+    _, inverse = torch.unique(group_ids, return_inverse=True)
+    smallest = torch.full((int(inverse.max()) + 1,), torch.inf, dtype=values.dtype, device=values.device)
+    return smallest.scatter_reduce(0, inverse, values, "amin")[inverse]
+
+
 def group_sums(values: torch.Tensor, group_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(Σ over each response's group, size of that group): [B], [B] -> [B], [B] (sizes in ``values``' dtype)."""
     _, inverse, counts = torch.unique(group_ids, return_inverse=True, return_counts=True)
@@ -199,9 +208,10 @@ def group_sums(values: torch.Tensor, group_ids: torch.Tensor) -> tuple[torch.Ten
 
 
 def group_mean(values: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
-    """The mean of each response's group: [B], [B] -> [B]."""
-    sums, counts = group_sums(values, group_ids)
-    return sums / counts
+    """The mean of each response's group: [B], [B] -> [B]; exact for a group of equal values."""
+    offset = group_min(values, group_ids)
+    sums, counts = group_sums(values - offset, group_ids)
+    return offset + sums / counts
 
 
 def group_std(values: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
@@ -209,4 +219,3 @@ def group_std(values: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
     torch.std's): [B], [B] -> [B]; groups of at least 2."""
     squares, counts = group_sums((values - group_mean(values, group_ids)).square(), group_ids)
     return (squares / (counts - 1)).sqrt()
-

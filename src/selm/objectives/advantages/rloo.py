@@ -9,6 +9,7 @@ from selm.objectives.advantages.base import (
     AdvantageEstimator,
     AdvantageInputs,
     Advantages,
+    group_min,
     group_sums,
     validate_flag,
 )
@@ -48,6 +49,8 @@ class RLOOAdvantage(AdvantageEstimator):
 
     def estimate(self, inputs: AdvantageInputs) -> Advantages:
         rewards = sequence_rewards(inputs, self.kl_coef)
+        # A shift common to the group leaves the differences as they are and makes equal rewards exactly 0.
+        rewards = rewards - group_min(rewards, inputs.group_ids)
         sums, counts = group_sums(rewards, inputs.group_ids)
         advantages = rewards - (sums - rewards) / (counts - 1)
         if self.normalize:
