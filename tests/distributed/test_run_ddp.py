@@ -55,3 +55,19 @@ def test_two_process_run_matches_one_process_run(tmp_path, launch, same_training
     assert all(p["status"] == "done" for p in manifest["phases"].values())
     assert (tmp_path / "two" / "report" / "index.html").is_file()
     assert not list((tmp_path / "two").rglob("*.tmp*"))
+
+
+def test_two_process_grpo_run_matches_one_process_run(tmp_path, launch, same_training):
+    """RL rounds: the rollouts are the same, and DAPO's token mean over the whole step (counts
+    summed over both processes before the first backward) gives the 1-process weights."""
+    recipe = str(Path(__file__).parents[2] / "recipes" / "grpo.yaml")
+    grpo = [recipe, *SMALL, "objective={name: grpo, beta: 0.04, loss_type: dapo}", "train.per_device_train_batch_size=8"]
+    launch(1, ["run", *grpo, "train.gradient_accumulation_steps=2", "--output", str(tmp_path / "one"), "--quiet"])
+    launch(2, ["run", *grpo, "--output", str(tmp_path / "two"), "--quiet"])
+    runs = [RunDir(tmp_path / n) for n in ("one", "two")]
+    assert runs[0].round(1).file("rollouts.jsonl").read_text() == runs[1].round(1).file("rollouts.jsonl").read_text()
+    m1 = read_jsonl(runs[0].metrics_path)
+    config = yaml.safe_load((tmp_path / "one" / "config.yaml").read_text())
+    policies = [load_file(run.round(1).file("policy") / "model.safetensors") for run in runs]
+    start = load_file(Path(resolve_model_source(config["model_name_or_path"])) / "model.safetensors")
+    same_training(*policies, start, steps=m1[1]["train/steps"], learning_rate=config["train"]["learning_rate"])

@@ -29,6 +29,7 @@ PEAK_MEMORY_GB = "peak_memory_gb"
 # ----- pairing (loop/pair_rules.py writes them) ----------------------------------------------
 
 PAIRS_COUNT = "pairs/count"
+ROLLOUTS_COUNT = "rollouts/count"
 PAIRS_TIE_RATE = "pairs/tie_rate"
 PAIRS_MARGIN_MEAN = "pairs/margin_mean"
 

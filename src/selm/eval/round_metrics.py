@@ -54,7 +54,7 @@ def round_metrics(k: int, rows: Sequence[EvalRow], manifest: Mapping[str, Any], 
     m[keys.DISTINCT_2] = distinct_n([r.token_ids for r in rows], 2)
     phases = manifest["phases"]
     if k > 0:
-        m.update(phases["pair"].get("stats", {}))
+        m.update((phases.get("pair") or phases["rollout"]).get("stats", {}))
         m.update(phases["sample"].get("drift", {}))
         m.update(phases["train"].get("train", {}))
     for phase, name in TIMED_PHASES:

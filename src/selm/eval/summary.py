@@ -29,6 +29,8 @@ def summary_line(m: Mapping[str, Any], first: Mapping[str, Any], rounds: int) ->
         parts.append(f"win vs π0 {m[keys.WIN_RATE_VS_INITIAL]:.2f}")
     if keys.PAIRS_COUNT in m:
         parts.append(f"pairs {m[keys.PAIRS_COUNT]:.0f}")
+    if keys.ROLLOUTS_COUNT in m:
+        parts.append(f"rollouts {m[keys.ROLLOUTS_COUNT]:.0f}")
     accuracy = keys.train_key(keys.REWARD_ACCURACIES)
     if accuracy in m:
         parts.append(f"train acc {m[accuracy]:.2f}")

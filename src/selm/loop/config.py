@@ -7,6 +7,9 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from selm.config import StrictModel, format_validation_error
+from selm.loop.rollout_rules import RolloutRules
+from selm.objectives.advantages import AdvantageEstimator, build_advantage_estimator
+from selm.objectives.rollout import ROLLOUT_FIELDS
 from selm.sampling import SAMPLERS
 from selm.tasks import TASKS
 from selm.train.config import LoraConfig, ObjectiveSpec, TrainingArguments, WithObjective
@@ -95,6 +98,28 @@ class SelfJudgeConfig(StrictModel):
     tau: float = Field(1.0, gt=0, description="label p = σ((s_w − s_l)/τ) from the self-scores s")
 
 
+class RolloutsConfig(RolloutRules):
+    """RL rounds (rollout objectives: grpo, rloo, ppo, ...): every kept sample with its reward is a
+    training example; the advantage estimator turns the rewards into advantages once per round."""
+
+    advantage: str | dict[str, Any] = Field(
+        "grpo", description="advantage estimator: grpo, dr_grpo, rloo, reinforce_pp, reinforce_pp_baseline, gae "
+                            "(PPO's critic), or {name: ..., hyperparameters}")
+    critic_learning_rate: float | None = Field(
+        None, gt=0, description="PPO: the value head's peak learning rate; default train.learning_rate")
+
+    @field_validator("advantage")
+    @classmethod
+    def _known_estimator(cls, advantage: str | dict[str, Any]) -> str | dict[str, Any]:
+        build_advantage_estimator(advantage)
+        return advantage
+
+    @property
+    def estimator(self) -> AdvantageEstimator:
+        """The configured advantage estimator, built anew (it holds no state)."""
+        return build_advantage_estimator(self.advantage)
+
+
 class EvalConfig(StrictModel):
     """Per-round evaluation on the held-out prompts."""
 
@@ -132,6 +157,9 @@ class RunConfig(WithObjective):
                                   description="scores the candidates: {kind: gold|reward_model|pairwise|llm|function|"
                                               "ensemble, ...the kind's keys}")
     pairs: PairsConfig = Field(default_factory=PairsConfig, description="how scored candidates become pairs")
+    rollouts: RolloutsConfig = Field(default_factory=RolloutsConfig,
+                                     description="RL rounds: advantage estimator, PF-PPO filter, DAPO dynamic "
+                                                 "sampling and overlong shaping, the critic's learning rate")
     sail: SailConfig | None = Field(None, description="SAIL routes; needs the 'sail' objective")
     self_judge: SelfJudgeConfig | None = Field(
         None, description="OSP: rank candidates by the policy's mean token log-prob, soft labels")
@@ -157,14 +185,27 @@ class RunConfig(WithObjective):
             raise ValueError(TASKS.unknown(task))
         return task
 
+    @property
+    def trains_on_rollouts(self) -> bool:
+        """The objective is an RL one: rounds build rollouts, not pairs."""
+        return self.built_objective.field_table is ROLLOUT_FIELDS
+
+    @property
+    def needs_reference(self) -> bool:
+        """The objective reads the reference, or the advantage estimator puts the KL in the reward."""
+        return self.built_objective.needs_reference or (
+            self.trains_on_rollouts and "kl" in self.rollouts.estimator.requires)
+
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":
         objective = self.built_objective
-        if objective.needs_reference and self.reference == "none":
+        if self.needs_reference and self.reference == "none":
             raise ValueError(f"objective '{objective.name}' needs a reference; reference: none is impossible")
-        if not objective.needs_reference and self.reference != "none":
+        if not self.needs_reference and self.reference != "none":
             raise ValueError(f"objective '{objective.name}' is reference-free; set reference: none "
                              f"(got '{self.reference}')")
+        if self.trains_on_rollouts:
+            return self._consistent_rollouts()
         if "explore" in objective.response_roles and self.sampling.explore == "none":
             raise ValueError(f"objective '{objective.name}' needs an exploration response; "
                              f"sampling.explore cannot be none")
@@ -186,6 +227,32 @@ class RunConfig(WithObjective):
             raise ValueError(f"objective '{objective.name}': the leave-one-out KL needs sampling.n >= 2 online samples")
         if self.sail is not None and self.sail.pp + self.sail.pr > 0 and self.sampling.n < 2:
             raise ValueError("sail: the pp and pr routes need sampling.n >= 2 policy samples")
+        if self.warmup_sft is not None and self.task is None:
+            raise ValueError("warmup_sft needs a built-in task (its demonstrations are the SFT data)")
+        if self.task is None and (self.prompts.train is None or self.prompts.eval is None):
+            raise ValueError("without a built-in task, set prompts.train and prompts.eval")
+        return self
+
+    def _consistent_rollouts(self) -> "RunConfig":
+        objective, estimator = self.built_objective, self.rollouts.estimator
+        if estimator.group_based and self.sampling.n < 2:
+            raise ValueError(f"rollouts.advantage '{estimator.name}' compares the samples of each prompt: "
+                             f"sampling.n must be >= 2, got {self.sampling.n}")
+        if self.rollouts.filter in ("best_random", "best_worst") and self.sampling.n < 2:
+            raise ValueError(f"rollouts.filter {self.rollouts.filter} keeps two responses per prompt: "
+                             f"sampling.n must be >= 2")
+        critic = "values" in objective.requires
+        if critic and "values" not in estimator.requires:
+            raise ValueError(f"objective '{objective.name}' trains a critic, whose targets come from the gae "
+                             f"estimator: set rollouts.advantage: gae (got '{estimator.name}')")
+        if "values" in estimator.requires and not critic:
+            raise ValueError(f"rollouts.advantage gae needs a critic: use objective ppo (got '{objective.name}')")
+        if self.rollouts.overlong_cache_length > self.sampling.max_new_tokens:
+            raise ValueError(f"rollouts.overlong_cache_length ({self.rollouts.overlong_cache_length}) must be <= "
+                             f"sampling.max_new_tokens ({self.sampling.max_new_tokens})")
+        if self.sail is not None or self.self_judge is not None or self.prompts.dataset_responses:
+            raise ValueError(f"objective '{objective.name}' trains on rollouts: sail, self_judge and "
+                             f"prompts.dataset_responses are for pair objectives")
         if self.warmup_sft is not None and self.task is None:
             raise ValueError("warmup_sft needs a built-in task (its demonstrations are the SFT data)")
         if self.task is None and (self.prompts.train is None or self.prompts.eval is None):

@@ -16,12 +16,13 @@ from typing import Any
 
 import torch
 
-from selm.engine import ReferencePolicy
+from selm.engine import ReferencePolicy, unwrap_causal_lm
 from selm.io import atomic_write_bytes, replace_dir_atomically
 from selm.loop.config import RunConfig
 from selm.loop.seeds import derived_seed
 from selm.modeling.loading import load_causal_lm
 from selm.modeling.lora import apply_lora
+from selm.modeling.value_head import ValueHead, load_value_head, save_value_head
 from selm.rundir import RunDir
 
 EMA_FILE = "reference_ema.safetensors"
@@ -82,16 +83,26 @@ class RoundPolicies:
         self._round = None
         return model
 
-    def save(self, k: int, model: torch.nn.Module) -> None:
-        """Write ``model`` as round k's policy (main process) and keep it in memory as round k."""
+    def save(self, k: int, model: torch.nn.Module, value_head: ValueHead | None = None) -> None:
+        """Write ``model`` (and PPO's critic) as round k's policy (main process) and keep it in
+        memory as round k."""
         if self.is_main:
             def build(folder: Path) -> None:
                 model.save_pretrained(folder, safe_serialization=True)
                 if self.config.lora is None:
                     self.tokenizer.save_pretrained(folder)
+                if value_head is not None:
+                    save_value_head(value_head, folder)
 
             replace_dir_atomically(self.path(k), build)
         self._model, self._round = model, k
+
+    def value_head(self, k: int, policy: torch.nn.Module) -> ValueHead:
+        """PPO's critic at the end of round k (saved with its policy), or a new zero-initialised
+        one sized for ``policy`` where none was saved (round 0)."""
+        hidden_size = unwrap_causal_lm(policy).config.hidden_size
+        saved = load_value_head(self.path(k), hidden_size) if k > 0 else None
+        return (saved or ValueHead(hidden_size)).to(self.device)
 
     def _load(self, k: int) -> torch.nn.Module:
         c = self.config

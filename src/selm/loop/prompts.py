@@ -41,6 +41,12 @@ class RunPrompts:
         rng = random.Random(derived_seed(self.seed, k, "prompts"))
         return rng.sample(range(len(self.train)), min(self.per_round, len(self.train)))
 
+    def extra_indices(self, k: int, draw: int, count: int) -> list[int]:
+        """``count`` more prompt indices for round k's ``draw``-th extra draw (DAPO's dynamic
+        sampling): a seeded draw from every training prompt, without repeats within the draw."""
+        rng = random.Random(derived_seed(self.seed, k, f"prompts-extra-{draw}"))
+        return rng.sample(range(len(self.train)), min(count, len(self.train)))
+
     def for_round(self, k: int) -> list[Any]:
         """Round k's training prompts."""
         return [self.train[i] for i in self.indices(k)]

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from selm.artifacts import JsonRow, PairRow, SampleRow, ScoreRow, read_rows, write_rows
+from selm.artifacts import JsonRow, PairRow, RolloutRow, SampleRow, ScoreRow, read_rows, write_rows
 from selm.config import dump_config, load_config
 from selm.data import tokenize_prompt
 from selm.distributed import gather_in_order, make_accelerator, map_sharded, run_on_main
@@ -54,6 +54,8 @@ from selm.loop.config import RunConfig
 from selm.loop.evaluation import HeldOutEvaluation
 from selm.loop.pairing import pair_rows, round_pairs
 from selm.loop.policies import RoundPolicies
+from selm.loop.rollout_rules import DynamicSampling, informative_groups
+from selm.loop.rollouts import rollout_rows, tokenized_rollouts
 from selm.loop.sampling import BlockSampler, dataset_candidate, sampled_candidate
 from selm.loop.scoring import pair_logps, self_scores
 from selm.loop.seeds import derived_seed
@@ -62,6 +64,7 @@ from selm.loop.training import round_train_metrics, tokenized_pairs
 from selm.modeling.loading import model_fingerprint
 from selm.rundir import RoundDir, RunDir
 from selm.sampling.drift import logprob_drift
+from selm.train.rollout_trainer import RolloutTrainer
 from selm.train.trainer import PreferenceTrainer, latest_checkpoint
 
 __all__ = ["TIMING_PREFIXES", "OnlineRun", "resume_run", "start_run"]
@@ -104,13 +107,20 @@ class OnlineRun:
     # ----- the phases ----------------------------------------------------------------------------
 
     def phase_sample(self, k: int, rd: RoundDir) -> dict[str, Any]:
+        seed = derived_seed(self.config.seed, k, "sample")
+        rows, policy, drift = self._sample_rows(k, self.prompts.indices(k), seed)
+        self._write(rd.file("samples.jsonl"), rows)
+        return {"artifact": "samples.jsonl", "tokens": sum(x.num_tokens for r in rows for x in r.candidates if x.sampled),
+                "seed": seed, "policy_fingerprint": model_fingerprint(policy), "drift": drift}
+
+    def _sample_rows(self, k: int, indices: list[int], seed: int) -> tuple[list[SampleRow], torch.nn.Module, dict[str, float]]:
+        """The sample rows of training prompts ``indices`` from π_{k−1}, that policy, and the drift
+        of a separate sampling engine's log-probs from the trainer's ({} for the trainer's own)."""
         c = self.config
-        indices = self.prompts.indices(k)
         prompts = [self.prompts.train[i] for i in indices]
         prompt_ids = [tokenize_prompt(self.tokenizer, p) for p in prompts]
         policy = self.policies.policy(k - 1)
         sampler = self.sampling.backend(policy, self.policies.saved_path(k - 1))
-        seed = derived_seed(c.seed, k, "sample")
         outputs = self.sampling.generate(sampler, prompt_ids, self.sampling.params(c.sampling.n, c.sampling.temperature, seed))
         # A backend with its own kernels (vLLM): log how far its log-probs are from the trainer's.
         drift = (logprob_drift(policy, self.tokenizer.pad_token_id, prompt_ids, outputs, chunk_size=c.train.chunk_size)
@@ -120,20 +130,24 @@ class OnlineRun:
             temperature = 0.0 if c.explore_mode == "greedy" else c.sampling.temperature
             extra = self.sampling.generate(sampler, prompt_ids, self.sampling.params(1, temperature, seed + 1))
             explore = [sampled_candidate(o[0]) for o in extra]
+        # RL's importance ratio reuses the sampler's per-token log-probs when it ran these weights.
+        keep = c.trains_on_rollouts and not sampler.separate_engine
         dataset = self.prompts.dataset_responses
-        rows = [SampleRow(i, prompt, ids, [sampled_candidate(x) for x in outs] + (
+        rows = [SampleRow(i, prompt, ids, [sampled_candidate(x, keep) for x in outs] + (
                     [dataset_candidate(self.tokenizer, prompt, r) for r in dataset[source]] if dataset is not None else []), y0)
                 for i, (source, prompt, ids, outs, y0) in enumerate(zip(indices, prompts, prompt_ids, outputs, explore))]
-        self._write(rd.file("samples.jsonl"), rows)
-        return {"artifact": "samples.jsonl", "tokens": sum(x.num_tokens for r in rows for x in r.candidates if x.sampled),
-                "seed": seed, "policy_fingerprint": model_fingerprint(policy), "drift": drift}
+        return rows, policy, drift
 
     def phase_judge(self, k: int, rd: RoundDir) -> dict[str, Any]:
         samples = read_rows(rd.file("samples.jsonl"), SampleRow)
-        scores = map_sharded(self.accelerator, samples, lambda shard: self.parts.judge.rank_scores_batch(
-            [s.prompt for s in shard], [[x.text for x in s.candidates] for s in shard]))
+        scores = self._judge(samples)
         self._write(rd.file("scores.jsonl"), [ScoreRow(s.prompt_index, sc) for s, sc in zip(samples, scores)])
         return {"artifact": "scores.jsonl"}
+
+    def _judge(self, samples: list[SampleRow]) -> list[list[float]]:
+        """The judge's score of every candidate of every sample row, sharded over the processes."""
+        return map_sharded(self.accelerator, samples, lambda shard: self.parts.judge.rank_scores_batch(
+            [s.prompt for s in shard], [[x.text for x in s.candidates] for s in shard]))
 
     def phase_pair(self, k: int, rd: RoundDir) -> dict[str, Any]:
         c = self.config
@@ -147,7 +161,41 @@ class OnlineRun:
         self._write(rd.file("pairs.jsonl"), pair_rows(samples, pairs, values))
         return {"artifact": "pairs.jsonl", "stats": stats}
 
+    def phase_rollout(self, k: int, rd: RoundDir) -> dict[str, Any]:
+        c = self.config
+        samples = read_rows(rd.file("samples.jsonl"), SampleRow)
+        scores = [r.scores for r in read_rows(rd.file("scores.jsonl"), ScoreRow)]
+        stats: dict[str, Any] = {}
+        if c.rollouts.dynamic_sampling:
+            samples, scores, stats = self._informative_groups(k, samples, scores)
+        rows, rollout_stats = rollout_rows(c.rollouts, samples, scores, c.sampling.max_new_tokens,
+                                           derived_seed(c.seed, k, "rollout"))
+        self._write(rd.file("rollouts.jsonl"), rows)
+        return {"artifact": "rollouts.jsonl", "stats": {**rollout_stats, **stats}}
+
+    def _informative_groups(self, k: int, samples: list[SampleRow], scores: list[list[float]]
+                            ) -> tuple[list[SampleRow], list[list[float]], dict[str, Any]]:
+        """DAPO's dynamic sampling: keep the prompts whose rewards differ, drawing, sampling and
+        judging more prompts while fewer than the round's ``prompts.per_round`` are kept."""
+        plan = DynamicSampling(len(samples), self.config.rollouts.max_resample_rounds)
+        kept = [(s, sc) for s, sc, ok in zip(samples, scores, informative_groups(scores)) if ok]
+        drawn, draws = len(samples), 0
+        while plan.needs_more(len(kept), draws):
+            count = plan.next_draw(len(kept), drawn)
+            more, _, _ = self._sample_rows(k, self.prompts.extra_indices(k, draws, count),
+                                           derived_seed(self.config.seed, k, f"sample-extra-{draws}"))
+            more_scores = self._judge(more)
+            kept += [(s, sc) for s, sc, ok in zip(more, more_scores, informative_groups(more_scores)) if ok]
+            drawn, draws = drawn + count, draws + 1
+        kept = kept[:plan.target]
+        return [s for s, _ in kept], [sc for _, sc in kept], {
+            "dynamic_sampling/prompts_drawn": drawn, "dynamic_sampling/extra_draws": draws,
+            "dynamic_sampling/prompts_kept": len(kept)}
+
     def phase_train(self, k: int, rd: RoundDir) -> dict[str, Any]:
+        return self._train_rollouts(k, rd) if self.config.trains_on_rollouts else self._train_pairs(k, rd)
+
+    def _train_pairs(self, k: int, rd: RoundDir) -> dict[str, Any]:
         c = self.config
         # The objective's state (LCPO's reliability) as round k−1 left it: what an uninterrupted
         # run holds in memory, and the only copy after a resume.
@@ -192,6 +240,36 @@ class OnlineRun:
                 "seed": args.seed, "reference": c.reference, "policy_fingerprint": model_fingerprint(policy),
                 "objective_state": self.objective.state_dict()}
 
+    def _train_rollouts(self, k: int, rd: RoundDir) -> dict[str, Any]:
+        c = self.config
+        rollouts = tokenized_rollouts(read_rows(rd.file("rollouts.jsonl"), RolloutRow))
+        if not rollouts:
+            if self.is_main:
+                warnings.warn(f"round {k}: no rollouts (every prompt filtered out?); the policy is carried over unchanged")
+            self.policies.save(k, self.policies.policy(k - 1))
+            return {"artifact": "policy", "train": {}, "tokens": 0}
+        torch.manual_seed(derived_seed(c.seed, k, "train"))
+        policy = self.policies.for_training(k - 1)
+        reference = self.policies.reference_for_round(k, policy)
+        critic = self.policies.value_head(k - 1, policy) if "values" in self.objective.requires else None
+        args = c.train.model_copy(update={"seed": derived_seed(c.seed, k, "train-order")})
+        ckpt_dir = rd.file("train")
+        trainer = RolloutTrainer(policy, self.objective, args, rollouts, self.tokenizer.pad_token_id,
+                                 estimator=c.rollouts.estimator, reference=reference, value_head=critic,
+                                 critic_learning_rate=c.rollouts.critic_learning_rate, output_dir=ckpt_dir,
+                                 accelerator=self.accelerator, progress=self.progress)
+        result = trainer.train(resume_from_checkpoint=latest_checkpoint(ckpt_dir), log_file=rd.file("train_log.jsonl"))
+        metrics = {**round_train_metrics(result), **trainer.rollout_metrics}
+        policy, critic = trainer.policy, trainer.value_head if critic is not None else None
+        del trainer
+        self.accelerator.free_memory()
+        self.policies.save(k, policy, value_head=critic)
+        if self.is_main:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        tokens = sum(len(r.response_ids) for r in rollouts) * max(1, round(c.train.num_train_epochs))
+        return {"artifact": "policy", "train": metrics, "tokens": tokens, "seed": args.seed, "reference": c.reference,
+                "policy_fingerprint": model_fingerprint(policy)}
+
     def phase_evaluate(self, k: int, rd: RoundDir) -> dict[str, Any]:
         model = self.policies.policy(k)
         sampler = self.sampling.backend(model, self.policies.saved_path(k))
@@ -226,8 +304,10 @@ class OnlineRun:
         """Run every round not yet finished, then write metrics.jsonl and the report."""
         from selm.report import build_report
 
-        phases = {"sample": self.phase_sample, "judge": self.phase_judge, "pair": self.phase_pair,
-                  "train": self.phase_train, "evaluate": self.phase_evaluate}
+        # The one fork of the round: pairs (the DPO family) or rollouts (the RL family).
+        middle = ("rollout", self.phase_rollout) if self.config.trains_on_rollouts else ("pair", self.phase_pair)
+        phases = dict([("sample", self.phase_sample), ("judge", self.phase_judge), middle,
+                       ("train", self.phase_train), ("evaluate", self.phase_evaluate)])
         rows: list[dict[str, Any]] = []
         for k in range(self.config.rounds + 1):
             rd = self.run_dir.round(k)

@@ -26,19 +26,20 @@ def tokenized_pairs(rows: list[PairRow]) -> list[TokenizedPair]:
             for i, r in enumerate(rows)]
 
 
-def round_train_metrics(result: TrainResult, before: dict[str, torch.Tensor],
-                        after: dict[str, torch.Tensor]) -> dict[str, Any]:
+def round_train_metrics(result: TrainResult, before: dict[str, torch.Tensor] | None = None,
+                        after: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """The round's training metrics: every logged step metric (the objective's own, ``sail/*``,
     ``lcpo/*``, ..., included) as ``train/<name>``, its mean over the round's logging steps; steps,
     reference time and skipped steps; the log-prob shifts of the pairs from ``before`` to ``after``
-    (``{"chosen": [P], "rejected": [P]}``, nats); and the gradient-entanglement rows of the step
+    (``{"chosen": [P], "rejected": [P]}``, nats; pairs only); and the gradient-entanglement rows of the step
     log (``train.diagnostics_steps``), averaged over the round."""
     metrics: dict[str, Any] = {keys.train_key(key): v for key, v in result.metrics.items()
                                if key not in NOT_ROUND_METRICS and not key.startswith(keys.TIMING_PREFIXES)}
     metrics[keys.TRAIN_STEPS] = result.global_step
     metrics[keys.REFERENCE_TIME] = result.reference_seconds
     metrics[keys.TRAIN_NONFINITE_STEPS] = result.nonfinite_steps
-    metrics.update(logp_shift_metrics(before, after))
+    if before is not None and after is not None:
+        metrics.update(logp_shift_metrics(before, after))
     diag_rows = [h for h in result.log_history if GRAD_KEYS[0] in h]
     metrics.update({key: sum(h[key] for h in diag_rows) / len(diag_rows) for key in GRAD_KEYS if diag_rows})
     return metrics

@@ -1,0 +1,52 @@
+"""Judged samples → the round's rollouts: DAPO's informative groups, PF-PPO's filter, overlong shaping.
+
+The phase order and the rules themselves are ``selm.loop.rollout_rules``; this module applies them
+to a round's artifacts and makes the trainer's examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from selm.artifacts import RolloutRow, SampleRow
+from selm.data.rollouts import TokenizedRollout
+from selm.eval import keys
+from selm.loop.rollout_rules import RolloutRules, filter_rollouts, overlong_penalty
+
+
+def rollout_rows(rules: RolloutRules, samples: Sequence[SampleRow], scores: Sequence[Sequence[float]],
+                 max_new_tokens: int, seed: int) -> tuple[list[RolloutRow], dict[str, Any]]:
+    """One row per kept sampled candidate, grouped by prompt (the group is the prompt's place in
+    ``samples``), with the judge's reward plus the overlong penalty.
+
+    Args:
+        rules: the run's ``rollouts`` section.
+        samples: the round's sample rows (after dynamic sampling, if on).
+        scores: ``scores[p][j]``, the judge's reward of candidate j of prompt p, reward units.
+        max_new_tokens: the sampler's token budget (the overlong ramp ends there).
+        seed: the round's filter seed.
+
+    Returns:
+        (rows, stats): the rollouts, and ``rollouts/…`` counts for the round's metrics.
+    """
+    kept = filter_rollouts([list(s) for s in scores], rules.filter, seed,
+                           prompt_keys=[f"{i}/{s.prompt_index}" for i, s in enumerate(samples)])
+    rows = []
+    for group, (sample, rewards, keep) in enumerate(zip(samples, scores, kept)):
+        for j in keep:
+            candidate = sample.candidates[j]
+            reward = float(rewards[j])
+            if rules.overlong_cache_length:
+                reward += overlong_penalty(candidate.num_tokens, max_new_tokens, rules.overlong_cache_length,
+                                           rules.overlong_penalty_factor)
+            rows.append(RolloutRow(group, j, sample.prompt_ids, candidate.token_ids, reward, candidate.token_logprobs))
+    stats = {keys.ROLLOUTS_COUNT: len(rows), "rollouts/prompts": len(samples),
+             "rollouts/kept_fraction": len(rows) / max(1, sum(len(s) for s in scores))}
+    return rows, stats
+
+
+def tokenized_rollouts(rows: Sequence[RolloutRow]) -> list[TokenizedRollout]:
+    """The trainer's examples: the sampled token ids themselves and the recorded log-probs."""
+    return [TokenizedRollout(i, r.prompt_ids, r.token_ids, r.reward, r.prompt_index, r.token_logprobs)
+            for i, r in enumerate(rows)]

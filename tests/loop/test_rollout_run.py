@@ -1,0 +1,111 @@
+"""RL rounds in the loop: the rollout phase and its artifacts, the critic across rounds, DAPO's
+dynamic sampling, resume after SIGKILL mid-rollout and mid-update, and clear config errors."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from selm.config import load_config
+from selm.errors import ConfigError
+from selm.loop import RunConfig, resume_run, start_run
+from selm.loop.run import TIMING_PREFIXES
+
+RECIPES = Path(__file__).parents[2] / "recipes"
+SMALL = ["rounds=2", "prompts.per_round=8", "prompts.num_eval=4", "sampling.n=4", "eval.samples_per_prompt=1",
+         "train.per_device_train_batch_size=8", "train.save_steps=1", "sampling.max_new_tokens=8"]
+
+
+def metrics(run_dir):
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_timing(rows):
+    return [{k: v for k, v in row.items() if not k.startswith(TIMING_PREFIXES)} for row in rows]
+
+
+def rows(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def test_ppo_run_writes_rollouts_and_carries_its_critic_across_rounds(tmp_path):
+    out = start_run(RECIPES / "ppo.yaml", SMALL, output=tmp_path / "run", progress=False)
+    rollouts = rows(out / "rounds" / "01" / "rollouts.jsonl")
+    assert len(rollouts) == 8 * 4 and metrics(out)[1]["rollouts/count"] == 32
+    # The hf sampler ran the trainer's weights: its per-token log-probs are kept for the ratio.
+    assert all(len(r["token_logprobs"]) == len(r["token_ids"]) for r in rollouts)
+    assert {r["prompt_index"] for r in rollouts} == set(range(8))
+    for k in (1, 2):
+        assert (out / "rounds" / f"0{k}" / "policy" / "value_head.safetensors").is_file()
+    row = metrics(out)[2]
+    assert {"train/loss/value", "train/val/clipfrac", "rollout/reward", "rollout/kl"} <= set(row)
+    # The pair phase is not run: no pairs.jsonl, no pair metrics.
+    assert not (out / "rounds" / "01" / "pairs.jsonl").exists() and "pairs/count" not in row
+
+
+def test_dynamic_sampling_keeps_only_prompts_whose_rewards_differ(tmp_path):
+    # Without the overlong shaping, a rollout's reward is the judge's own.
+    out = start_run(RECIPES / "dapo.yaml", SMALL + ["rounds=1", "rollouts.overlong_cache_length=0"],
+                    output=tmp_path / "run", progress=False)
+    groups: dict[int, list[float]] = {}
+    for r in rows(out / "rounds" / "01" / "rollouts.jsonl"):
+        groups.setdefault(r["prompt_index"], []).append(r["reward"])
+    assert 0 < len(groups) <= 8
+    assert all(len(set(rewards)) > 1 for rewards in groups.values())
+    first_draw = [r["scores"] for r in rows(out / "rounds" / "01" / "scores.jsonl")]
+    row = metrics(out)[1]
+    assert row["dynamic_sampling/prompts_kept"] == len(groups)
+    # More prompts were drawn exactly when the first draw had uninformative ones.
+    uninformative = sum(len(set(s)) == 1 for s in first_draw)
+    assert (row["dynamic_sampling/extra_draws"] > 0) == (uninformative > 0)
+
+
+def _selm_run(args, output):
+    cmd = [sys.executable, "-m", "selm", "run", str(RECIPES / "ppo.yaml"), "--quiet", "--output", str(output), *args]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    proc = _selm_run(SMALL, out)
+    assert proc.wait() == 0, proc.stderr.read().decode()[-2000:]
+    return metrics(out)
+
+
+@pytest.mark.parametrize("kill_point", [
+    "rounds/01/rollouts.jsonl",          # the rollout phase wrote its artifact, not yet its manifest entry
+    "rounds/01/train/checkpoint-2",      # in the middle of the PPO epochs
+])
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, uninterrupted, kill_point):
+    out = tmp_path / "run"
+    proc = _selm_run(SMALL, out)
+    target, deadline = out / kill_point, time.monotonic() + 180
+    while not target.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, f"{kill_point} did not appear"
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resume_run(out, progress=False)
+    assert without_timing(metrics(out)) == without_timing(uninterrupted)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["objective=grpo", "reference=initial", "sampling.n=1"],
+     "rollouts.advantage 'grpo' compares the samples of each prompt: sampling.n must be >= 2, got 1"),
+    (["objective=ppo", "reference=none"], "objective 'ppo' trains a critic, whose targets come from the gae estimator"),
+    (["objective=grpo", "reference=none"], "objective 'grpo' needs a reference; reference: none is impossible"),
+    (["objective={name: grpo, beta: 0}", "reference=initial", "rollouts.advantage={name: rloo, kl_coef: 0.1}",
+      "sampling.n=1"], "rollouts.advantage 'rloo' compares the samples of each prompt"),
+    (["objective={name: grpo, beta: 0}", "reference=none", "rollouts.advantage=nope"], "unknown advantage estimator"),
+])
+def test_bad_rl_configs_are_one_clear_line(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(RunConfig, None, overrides)
