@@ -30,7 +30,9 @@ def test_recipe_validates_and_its_resolved_config_loads_back(path, tmp_path):
 ONLINE = [p for p in RECIPES if not p.name.startswith(("train-", "reward-model-", "gemma3-"))]
 TINY = ["rounds=1", "prompts.per_round=4", "prompts.num_eval=2", "sampling.n=4", "eval.samples_per_prompt=1",
         "sampling.max_new_tokens=8"]
-RUNS = ([pytest.param(p, [], id=p.stem) for p in ONLINE]
+# PF-PPO's reliability filters each held-out prompt's samples: it needs two.
+NEEDS = {"pf-ppo": ["eval.samples_per_prompt=2"]}
+RUNS = ([pytest.param(p, NEEDS.get(p.stem, []), id=p.stem) for p in ONLINE]
         + [pytest.param(RECIPES[0].parent / "alol.yaml", ["objective={name: alol, variant: seq, epsilon: 0.9}"],
                         id="alol-seq")])
 
@@ -51,8 +53,12 @@ def test_online_recipe_runs_one_small_round(path, extra, tmp_path, request):
     from selm.loop import start_run
 
     overrides = TINY + extra
-    if load_config(RunConfig, path).judge.get("kind") == "reward_model":
+    judge = load_config(RunConfig, path).judge
+    if judge.get("kind") == "reward_model":
         overrides.append(f"judge.path={request.getfixturevalue('reward_model')}")
+    elif judge.get("kind") == "ensemble":  # an ensemble of reward models: the quick one, three times
+        member = f"{{kind: reward_model, path: {request.getfixturevalue('reward_model')}}}"
+        overrides.append(f"judge.judges=[{member}, {member}, {member}]")
     out = start_run(path, overrides, output=tmp_path / path.stem, progress=False)
     assert (out / "rounds" / "01" / "policy").is_dir(), path.name
     # Every training metric of the step log, the objective's own included, reaches metrics.jsonl.

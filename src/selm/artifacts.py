@@ -114,10 +114,14 @@ class SampleRow:
 
 @dataclass(frozen=True)
 class ScoreRow(FlatRow):
-    """The judge's rank score of each candidate of one prompt, in candidate order (scores.jsonl)."""
+    """The judge's rank score of each candidate of one prompt, in candidate order (scores.jsonl); a
+    ``vector`` judge's reward vector of each candidate too (``vectors``, [candidates][K])."""
+
+    OMIT_IF_NONE: ClassVar[frozenset[str]] = frozenset({"vectors"})
 
     prompt_index: int
     scores: list[float]
+    vectors: list[list[float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -155,10 +159,11 @@ class PairRow:
 @dataclass(frozen=True)
 class RolloutRow(FlatRow):
     """One sampled response as an RL training example (rollouts.jsonl): its prompt's index (the
-    group), the candidate's place, token ids, the judge's reward (after any shaping) and the
-    sampling policy's per-token log-probs when they were recorded."""
+    group), the candidate's place, token ids, the judge's reward (after any shaping), the
+    sampling policy's per-token log-probs when they were recorded, and a ``vector`` judge's
+    reward vector [K] (multi-objective methods)."""
 
-    OMIT_IF_NONE: ClassVar[frozenset[str]] = frozenset({"token_logprobs"})
+    OMIT_IF_NONE: ClassVar[frozenset[str]] = frozenset({"token_logprobs", "reward_vector"})
 
     prompt_index: int
     candidate_index: int
@@ -166,6 +171,7 @@ class RolloutRow(FlatRow):
     token_ids: list[int]
     reward: float
     token_logprobs: list[float] | None = None
+    reward_vector: list[float] | None = None
 
 
 @dataclass(frozen=True)

@@ -109,3 +109,35 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, uninterrupted,
 def test_bad_rl_configs_are_one_clear_line(overrides, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(RunConfig, None, overrides)
+
+
+def test_pf_ppo_filter_and_reliability_against_the_gold_reward(tmp_path):
+    # With the gold reward as the judge, the judge explains the gold reward exactly: R² = 1.
+    out = start_run(RECIPES / "pf-ppo.yaml", SMALL + ["rounds=1", "sampling.n=5", "eval.samples_per_prompt=3",
+                                                      "judge={kind: gold, task: sort}", "rollouts.filter=best_worst"],
+                    output=tmp_path / "run", progress=False)
+    rollouts = rows(out / "rounds" / "01" / "rollouts.jsonl")
+    scores = {i: r["scores"] for i, r in enumerate(rows(out / "rounds" / "01" / "scores.jsonl"))}
+    assert len(rollouts) == 2 * 8
+    for r in rollouts:  # the kept two are a best and a worst of their prompt
+        assert r["reward"] in (max(scores[r["prompt_index"]]), min(scores[r["prompt_index"]]))
+    row = metrics(out)[1]
+    assert row["rollouts/kept_fraction"] == pytest.approx(2 / 5)
+    for key in ("reliability/r2_responses_none", "reliability/r2_responses_best_worst"):
+        assert row[key] == pytest.approx(1.0, abs=1e-9)
+    assert "reliability/r2_none" in metrics(out)[0]
+
+
+def test_reward_robust_ensemble_logs_its_members_and_pama_trains_on_reward_vectors(tmp_path):
+    two = '[{kind: gold, task: sort}, {kind: function, callable: "selm.tasks.shaping:brevity"}]'
+    robust = start_run(RECIPES / "reward-robust.yaml", SMALL + ["rounds=1", f"judge.judges={two}"],
+                       output=tmp_path / "robust", progress=False)
+    row = metrics(robust)[1]
+    assert {"judge/member_0_mean", "judge/member_1_mean"} <= set(row) and row["judge/spread_mean"] >= 0
+    pama = start_run(RECIPES / "pama.yaml", SMALL + ["rounds=1"], output=tmp_path / "pama", progress=False)
+    rollouts = rows(pama / "rounds" / "01" / "rollouts.jsonl")
+    assert all(len(r["reward_vector"]) == 2 for r in rollouts)
+    # The brevity objective is −words/10 of the response.
+    scores = rows(pama / "rounds" / "01" / "scores.jsonl")
+    assert all(len(v) == 2 and sum(v) / 2 == pytest.approx(s) for r in scores for v, s in zip(r["vectors"], r["scores"]))
+    assert metrics(pama)[1]["train/steps"] > 0

@@ -20,6 +20,7 @@ class TokenizedRollout:
         group: responses to the same prompt share it (the group estimators' unit).
         sampling_token_logps: log π_old(y_t | …) per response token as the sampler recorded it,
             nats; None when it must be recomputed (a separate sampling engine).
+        reward_vector: [K] one reward per objective (a ``vector`` judge), or None.
     """
 
     index: int
@@ -28,6 +29,7 @@ class TokenizedRollout:
     reward: float
     group: int
     sampling_token_logps: list[float] | None = None
+    reward_vector: list[float] | None = None
 
     def __post_init__(self) -> None:
         if not self.prompt_ids or not self.response_ids:

@@ -54,9 +54,11 @@ def round_metrics(k: int, rows: Sequence[EvalRow], manifest: Mapping[str, Any], 
     m[keys.DISTINCT_2] = distinct_n([r.token_ids for r in rows], 2)
     phases = manifest["phases"]
     if k > 0:
+        m.update(phases["judge"].get("stats", {}))
         m.update((phases.get("pair") or phases["rollout"]).get("stats", {}))
         m.update(phases["sample"].get("drift", {}))
         m.update(phases["train"].get("train", {}))
+    m.update(phases.get("evaluate", {}).get("reliability", {}))
     for phase, name in TIMED_PHASES:
         if phase in phases:
             seconds = phases[phase].get("seconds", math.nan)

@@ -128,6 +128,8 @@ class EvalConfig(StrictModel):
     judge: dict[str, Any] | None = Field(None, description="default: the training judge")
     best_of_n: int = Field(0, ge=0, description="inference-time baseline: per held-out prompt, N samples "
                                                 "of the round's policy, the eval judge picks one; 0 = off")
+    reliability: bool = Field(False, description="PF-PPO's R² of the eval judge against the task's gold reward, "
+                                                 "on all held-out samples and on those rollouts.filter keeps")
 
 
 # The quickstart's training block: a run config's `train` when it has none (and the start of the
@@ -250,6 +252,13 @@ class RunConfig(WithObjective):
         if self.rollouts.overlong_cache_length > self.sampling.max_new_tokens:
             raise ValueError(f"rollouts.overlong_cache_length ({self.rollouts.overlong_cache_length}) must be <= "
                              f"sampling.max_new_tokens ({self.sampling.max_new_tokens})")
+        vector_judge = self.judge.get("kind") == "vector"
+        if "objective_advantages" in objective.requires and not vector_judge:
+            raise ValueError(f"objective '{objective.name}' needs a judge that returns a vector of rewards "
+                             f"(kind: vector), got '{self.judge.get('kind')}'")
+        if vector_judge and self.rollouts.dynamic_sampling:
+            raise ValueError("rollouts.dynamic_sampling judges extra draws with scalar rewards only; "
+                             "a vector judge cannot be combined with it")
         if self.sail is not None or self.self_judge is not None or self.prompts.dataset_responses:
             raise ValueError(f"objective '{objective.name}' trains on rollouts: sail, self_judge and "
                              f"prompts.dataset_responses are for pair objectives")
@@ -257,6 +266,11 @@ class RunConfig(WithObjective):
             raise ValueError("warmup_sft needs a built-in task (its demonstrations are the SFT data)")
         if self.task is None and (self.prompts.train is None or self.prompts.eval is None):
             raise ValueError("without a built-in task, set prompts.train and prompts.eval")
+        if self.eval.reliability and self.task is None:
+            raise ValueError("eval.reliability compares the judge with the task's gold reward: set a built-in task")
+        if self.eval.reliability and self.rollouts.filter != "none" and self.eval.samples_per_prompt < 2:
+            raise ValueError(f"eval.reliability with rollouts.filter {self.rollouts.filter} filters each held-out "
+                             f"prompt's samples: eval.samples_per_prompt must be >= 2")
         return self
 
     @property

@@ -8,9 +8,11 @@ from typing import Any
 from selm.artifacts import BestOfNRow, EvalRow, read_rows
 from selm.data import tokenize_prompt
 from selm.distributed import map_sharded
+from selm.eval.reliability import reward_reliability
 from selm.judges import Judge
 from selm.loop.config import RunConfig
 from selm.loop.policies import RoundPolicies
+from selm.loop.rollout_rules import filter_rollouts
 from selm.loop.sampling import BlockSampler
 from selm.loop.scoring import sequence_logps
 from selm.loop.seeds import derived_seed
@@ -106,3 +108,28 @@ class HeldOutEvaluation:
 
         rows = map_sharded(self.accelerator, list(range(len(self.prompt_ids))), pick)
         return rows, sum(o.num_tokens for outs in outputs for o in outs)
+
+
+def judge_reliability(rows: list[EvalRow], rollout_filter: str, seed: int) -> dict[str, float | None]:
+    """PF-PPO's R² of the eval judge's rewards against the gold rewards of the held-out samples: on
+    all of them, and on those ``rollout_filter`` keeps of each prompt's samples (the responses an RL
+    round with that filter would train on). ``reliability/…`` keys (``selm.eval.reliability``).
+
+    Args:
+        rows: the round's eval rows, with pointwise judge rewards and gold rewards.
+        rollout_filter: the run's ``rollouts.filter``.
+        seed: seeds ``best_random``'s draws.
+    """
+    scored = [r for r in rows if r.reward is not None and r.gold_reward is not None]
+    metrics = reward_reliability([r.reward for r in scored], [r.gold_reward for r in scored]) if len(scored) >= 3 else {}
+    if rollout_filter != "none":
+        prompts: dict[int, list[EvalRow]] = {}
+        for r in scored:
+            prompts.setdefault(r.prompt_index, []).append(r)
+        groups = list(prompts.values())
+        kept = [g[i] for g, keep in zip(groups, filter_rollouts([[r.reward for r in g] for g in groups],
+                                                                rollout_filter, seed)) for i in keep]
+        if len(kept) >= 3:
+            metrics.update(reward_reliability([r.reward for r in kept], [r.gold_reward for r in kept],
+                                              filter_name=rollout_filter))
+    return metrics

@@ -16,7 +16,8 @@ from selm.loop.rollout_rules import RolloutRules, filter_rollouts, overlong_pena
 
 
 def rollout_rows(rules: RolloutRules, samples: Sequence[SampleRow], scores: Sequence[Sequence[float]],
-                 max_new_tokens: int, seed: int) -> tuple[list[RolloutRow], dict[str, Any]]:
+                 max_new_tokens: int, seed: int, vectors: Sequence[Sequence[Sequence[float]]] | None = None
+                 ) -> tuple[list[RolloutRow], dict[str, Any]]:
     """One row per kept sampled candidate, grouped by prompt (the group is the prompt's place in
     ``samples``), with the judge's reward plus the overlong penalty.
 
@@ -26,6 +27,7 @@ def rollout_rows(rules: RolloutRules, samples: Sequence[SampleRow], scores: Sequ
         scores: ``scores[p][j]``, the judge's reward of candidate j of prompt p, reward units.
         max_new_tokens: the sampler's token budget (the overlong ramp ends there).
         seed: the round's filter seed.
+        vectors: ``vectors[p][j]``, a ``vector`` judge's rewards [K] of candidate j of prompt p.
 
     Returns:
         (rows, stats): the rollouts, and ``rollouts/…`` counts for the round's metrics.
@@ -40,7 +42,8 @@ def rollout_rows(rules: RolloutRules, samples: Sequence[SampleRow], scores: Sequ
             if rules.overlong_cache_length:
                 reward += overlong_penalty(candidate.num_tokens, max_new_tokens, rules.overlong_cache_length,
                                            rules.overlong_penalty_factor)
-            rows.append(RolloutRow(group, j, sample.prompt_ids, candidate.token_ids, reward, candidate.token_logprobs))
+            rows.append(RolloutRow(group, j, sample.prompt_ids, candidate.token_ids, reward, candidate.token_logprobs,
+                                   list(vectors[group][j]) if vectors is not None else None))
     stats = {keys.ROLLOUTS_COUNT: len(rows), "rollouts/prompts": len(samples),
              "rollouts/kept_fraction": len(rows) / max(1, sum(len(s) for s in scores))}
     return rows, stats
@@ -48,5 +51,5 @@ def rollout_rows(rules: RolloutRules, samples: Sequence[SampleRow], scores: Sequ
 
 def tokenized_rollouts(rows: Sequence[RolloutRow]) -> list[TokenizedRollout]:
     """The trainer's examples: the sampled token ids themselves and the recorded log-probs."""
-    return [TokenizedRollout(i, r.prompt_ids, r.token_ids, r.reward, r.prompt_index, r.token_logprobs)
+    return [TokenizedRollout(i, r.prompt_ids, r.token_ids, r.reward, r.prompt_index, r.token_logprobs, r.reward_vector)
             for i, r in enumerate(rows)]

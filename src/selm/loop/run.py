@@ -51,13 +51,13 @@ from selm.eval.round_metrics import read_round_metrics
 from selm.eval.summary import summary_line
 from selm.io import atomic_write_text, inject_fault
 from selm.loop.config import RunConfig
-from selm.loop.evaluation import HeldOutEvaluation
+from selm.loop.evaluation import HeldOutEvaluation, judge_reliability
 from selm.loop.pairing import pair_rows, round_pairs
 from selm.loop.policies import RoundPolicies
 from selm.loop.rollout_rules import DynamicSampling, informative_groups
 from selm.loop.rollouts import rollout_rows, tokenized_rollouts
 from selm.loop.sampling import BlockSampler, dataset_candidate, sampled_candidate
-from selm.loop.scoring import pair_logps, self_scores
+from selm.loop.scoring import ensemble_scores, pair_logps, self_scores
 from selm.loop.seeds import derived_seed
 from selm.loop.setup import RunParts, assemble_run
 from selm.loop.training import round_train_metrics, tokenized_pairs
@@ -140,14 +140,27 @@ class OnlineRun:
 
     def phase_judge(self, k: int, rd: RoundDir) -> dict[str, Any]:
         samples = read_rows(rd.file("samples.jsonl"), SampleRow)
-        scores = self._judge(samples)
-        self._write(rd.file("scores.jsonl"), [ScoreRow(s.prompt_index, sc) for s, sc in zip(samples, scores)])
-        return {"artifact": "scores.jsonl"}
+        judge = self.parts.judge
+        vectors, stats = None, {}
+        if getattr(judge, "is_vector", False):
+            vectors = self._sharded(samples, judge.reward_vectors_batch)
+            scores = [[sum(v) / len(v) for v in candidates] for candidates in vectors]
+        elif hasattr(judge, "member_scores_batch"):  # an ensemble: log its members' means and spread
+            scores, stats = ensemble_scores(self._sharded(samples, lambda p, c: [judge.member_scores_batch(p, c)]))
+        else:
+            scores = self._judge(samples)
+        self._write(rd.file("scores.jsonl"), [ScoreRow(s.prompt_index, sc, v) for s, sc, v in
+                                              zip(samples, scores, vectors or [None] * len(samples))])
+        return {"artifact": "scores.jsonl", "stats": stats}
+
+    def _sharded(self, samples: list[SampleRow], score: Any) -> list[Any]:
+        """``score(prompts, candidate texts)`` over the processes' shards of ``samples``, gathered in order."""
+        return map_sharded(self.accelerator, samples, lambda shard: score(
+            [s.prompt for s in shard], [[x.text for x in s.candidates] for s in shard]))
 
     def _judge(self, samples: list[SampleRow]) -> list[list[float]]:
         """The judge's score of every candidate of every sample row, sharded over the processes."""
-        return map_sharded(self.accelerator, samples, lambda shard: self.parts.judge.rank_scores_batch(
-            [s.prompt for s in shard], [[x.text for x in s.candidates] for s in shard]))
+        return self._sharded(samples, self.parts.judge.rank_scores_batch)
 
     def phase_pair(self, k: int, rd: RoundDir) -> dict[str, Any]:
         c = self.config
@@ -168,8 +181,10 @@ class OnlineRun:
         stats: dict[str, Any] = {}
         if c.rollouts.dynamic_sampling:
             samples, scores, stats = self._informative_groups(k, samples, scores)
+        vectors = [r.vectors for r in read_rows(rd.file("scores.jsonl"), ScoreRow)]
         rows, rollout_stats = rollout_rows(c.rollouts, samples, scores, c.sampling.max_new_tokens,
-                                           derived_seed(c.seed, k, "rollout"))
+                                           derived_seed(c.seed, k, "rollout"),
+                                           vectors if vectors and vectors[0] is not None else None)
         self._write(rd.file("rollouts.jsonl"), rows)
         return {"artifact": "rollouts.jsonl", "stats": {**rollout_stats, **stats}}
 
@@ -281,7 +296,11 @@ class OnlineRun:
             self._write(rd.file("best_of_n.jsonl"), best)
             tokens += best_tokens
         self._write(rd.file("eval.jsonl"), rows)
-        return {"artifact": "eval.jsonl", "tokens": tokens}
+        info: dict[str, Any] = {"artifact": "eval.jsonl", "tokens": tokens}
+        if self.config.eval.reliability:
+            info["reliability"] = judge_reliability(rows, self.config.rollouts.filter,
+                                                    derived_seed(self.config.seed, k, "reliability"))
+        return info
 
     # ----- the loop ------------------------------------------------------------------------------
 

@@ -1,10 +1,12 @@
 """No-grad log-probs the round loop needs besides training, all through :func:`selm.engine.score_sequences`:
 π0's log-probs of the held-out samples (for the KL), the pairs' log-probs before and after a round's
-training (for the log-prob shift diagnostics), and OSP's self-scores of the candidates."""
+training (for the log-prob shift diagnostics), OSP's self-scores of the candidates; and an ensemble
+judge's scores with its members' statistics."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -59,3 +61,22 @@ def self_scores(model: torch.nn.Module, samples: Sequence[SampleRow], pad_token_
     lengths = torch.tensor([len(ids) for _, ids in sequences], dtype=torch.long)
     flat = iter((logps / lengths.clamp_min(1)).tolist())
     return [[next(flat) for _ in s.candidates] for s in samples]
+
+
+def ensemble_scores(shards: Sequence[Any]) -> tuple[list[list[float]], dict[str, float]]:
+    """An ensemble judge's scores of every candidate, and its members' statistics (reward-robust RLHF).
+
+    Args:
+        shards: the ``MemberScores`` of each process's shard of prompts, in order.
+
+    Returns:
+        (scores[P][K_i], stats): ``judge/member_<j>_mean`` (member j's mean score over every
+        candidate), ``judge/spread_mean`` (the mean over candidates of the members' std), reward units.
+    """
+    scores = [row for shard in shards for row in shard.scores]
+    members = [item for shard in shards for candidates in shard.members for item in candidates]
+    spreads = [x for shard in shards for row in shard.spread for x in row]
+    stats = {f"judge/member_{j}_mean": sum(column) / len(column) for j, column in enumerate(zip(*members))}
+    if spreads:
+        stats["judge/spread_mean"] = sum(spreads) / len(spreads)
+    return scores, stats

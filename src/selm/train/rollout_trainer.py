@@ -32,7 +32,8 @@ from selm.train.config import TrainingArguments
 from selm.train.trainer import Trainer
 
 # Fields the trainer fills from ``prepare``'s fixed [N, T] tensors (the rest come from the forward).
-FIXED_FIELDS = ("sampling_token_logps", "reference_token_logps", "advantages", "old_values", "returns")
+FIXED_FIELDS = ("sampling_token_logps", "reference_token_logps", "advantages", "old_values", "returns",
+                "objective_advantages")
 
 
 class RolloutTrainer(Trainer):
@@ -78,6 +79,8 @@ class RolloutTrainer(Trainer):
             raise UserError(f"objective '{objective.name}' trains a critic: it needs a value head")
         self.estimator_reads_kl = "kl" in estimator.requires
         self.reads_reference = "reference_token_logps" in self.requires or self.estimator_reads_kl
+        if "objective_advantages" in self.requires and any(r.reward_vector is None for r in rollouts):
+            raise UserError(f"objective '{objective.name}' needs a reward vector for every rollout (a vector judge)")
         if self.reads_reference and reference is None:
             raise UserError(f"objective '{objective.name}' with advantage estimator '{estimator.name}' needs a "
                             f"reference model (the KL term), but none is configured")
@@ -135,6 +138,13 @@ class RolloutTrainer(Trainer):
         self.fixed["advantages"] = out.advantages
         if out.returns is not None:
             self.fixed["returns"] = out.returns
+        if "objective_advantages" in self.requires:
+            # One estimator run per objective's reward column (PAMA): [N, T, K].
+            vectors = torch.tensor([r.reward_vector for r in rollouts], dtype=torch.float32)
+            self.fixed["objective_advantages"] = torch.stack([self.estimator(AdvantageInputs(
+                rewards=column, group_ids=torch.tensor([r.group for r in rollouts]), response_mask=mask,
+                kl=kl if self.estimator_reads_kl else None, values=self.fixed.get("old_values"))).advantages
+                for column in vectors.T], dim=-1)
         fmask = mask.to(torch.float32)
         self.rollout_metrics = {
             "rollout/reward": float(rewards.mean()),
