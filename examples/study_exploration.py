@@ -1,8 +1,11 @@
-"""The exploration study: five online algorithms, equal budgets, several seeds, two built-in tasks.
+"""The exploration study: eight online algorithms, equal sample budgets, several seeds, two built-in tasks.
 
-SELM, iterative DPO, XPO, online SimPO and SAIL-PR run from their recipes in ``recipes/`` with the
-same budget on every task (rounds, prompts per round, samples per prompt, batch size and epochs, so
-the same number of training steps per pair) and report, per round, the held-out gold reward, the
+Five pairwise algorithms (SELM, iterative DPO, XPO, online SimPO, SAIL-PR) and three RL ones (GRPO,
+RLOO, PPO) run from their recipes in ``recipes/`` with the same sample budget on every task: rounds,
+prompts per round and samples per prompt (``sampling.n``). The pairwise rows also share the batch
+size and epochs (so the same number of training steps per pair); the RL rows keep their recipes'
+own batch size and update epochs, since those are part of each RL method (PPO's and GRPO's two
+update epochs over a round's rollouts). Every row reports, per round, the held-out gold reward, the
 KL(π ‖ π0) estimate and the share of held-out samples at high gold reward (≥ 0.8), as mean ± 95 %
 t-interval over seeds. The tasks:
 
@@ -13,7 +16,9 @@ t-interval over seeds. The tasks:
 The budget keys and the task are the only overrides, except for SAIL-PR: its recipe mixes in
 offline pairs from a sort preference file, which ``echo`` does not have (and whose chosen answers
 would hand it the goal), so here every prompt takes SAIL's PR route (sail.pr=1: the first two
-policy samples, labelled by the gold reward) on the task's own prompts.
+policy samples, labelled by the gold reward) on the task's own prompts. Of the RL recipes' own
+settings the budget changes only the prompts per round (256 → 128, as for every recipe) and, for
+PPO, the samples per prompt (4 → 8).
 
     python examples/study_exploration.py                  # the full study, then docs/results.md
     python examples/study_exploration.py --quick          # a smoke test (1 seed, 1 round, 8 prompts)
@@ -50,7 +55,12 @@ ALGORITHMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "xpo": ("recipes/xpo.yaml", ()),
     "online-simpo": ("recipes/online-simpo.yaml", ()),
     "sail-pr": ("recipes/sail-pr.yaml", ("prompts.train=null", "prompts.dataset_responses=false", "sail.pr=1.0")),
+    "grpo": ("recipes/grpo.yaml", ()),
+    "rloo": ("recipes/rloo.yaml", ()),
+    "ppo": ("recipes/ppo.yaml", ()),
 }
+# RL rows: every scored sample is a training example; they keep their recipes' batch size and epochs.
+RL_ALGORITHMS = frozenset({"grpo", "rloo", "ppo"})
 TASKS = ("echo", "sort")
 
 
@@ -67,12 +77,19 @@ class Budget:
     epochs: int = 1
     start_prompts: int = 500  # held-out prompts for the starting policy's rates (not a training budget)
 
-    def overrides(self) -> list[str]:
-        """The ``key=value`` overrides that impose this budget on a recipe."""
-        return [f"rounds={self.rounds}", f"prompts.per_round={self.prompts_per_round}", "prompts.schedule=chunks",
-                f"prompts.num_eval={self.eval_prompts}", f"sampling.n={self.samples_per_prompt}",
-                f"eval.samples_per_prompt={self.eval_samples_per_prompt}",
-                f"train.per_device_train_batch_size={self.batch_size}", f"train.num_train_epochs={self.epochs}"]
+    def overrides(self, rl: bool = False) -> list[str]:
+        """The ``key=value`` overrides that impose this budget on a recipe.
+
+        Every row gets the sample budget (rounds, prompts per round, samples per prompt) and the same
+        evaluation; a pairwise row (``rl=False``) also gets the batch size and epochs, while an RL row
+        keeps its recipe's (its update epochs and batch are part of the method).
+        """
+        samples = [f"rounds={self.rounds}", f"prompts.per_round={self.prompts_per_round}", "prompts.schedule=chunks",
+                   f"prompts.num_eval={self.eval_prompts}", f"sampling.n={self.samples_per_prompt}",
+                   f"eval.samples_per_prompt={self.eval_samples_per_prompt}"]
+        if rl:
+            return samples
+        return [*samples, f"train.per_device_train_batch_size={self.batch_size}", f"train.num_train_epochs={self.epochs}"]
 
 
 FULL = Budget()
@@ -121,7 +138,7 @@ def make_jobs(tasks: Sequence[str], algorithms: Sequence[str], seeds: int, budge
             for algorithm in algorithms:
                 overrides = (*ALGORITHMS[algorithm][1], f"task={task}", f"model_name_or_path=builtin:{task}",
                              f"judge.task={task}", f"seed={seed}", f"name=study-{task}-{algorithm}",
-                             *budget.overrides())
+                             *budget.overrides(rl=algorithm in RL_ALGORITHMS))
                 run_dir = output / task / algorithm / f"seed{seed}"
                 jobs.append(Job(task, algorithm, seed, budget.rounds, str(run_dir), overrides))
     return jobs
@@ -189,7 +206,8 @@ def run_series(run_dir: str | Path) -> dict[str, list[float]]:
 
     Returns lists indexed by round (0 = the starting policy): ``gold`` (mean held-out gold reward),
     ``kl`` (KL(π ‖ π0) estimate, nats), ``high`` (share of held-out samples with gold ≥ HIGH_REWARD),
-    and for rounds ≥ 1 only ``pairs`` (training pairs) and ``steps`` (optimizer steps).
+    and for rounds ≥ 1 only ``examples`` (training examples: pairs for a pairwise run, scored
+    rollouts for an RL run) and ``steps`` (optimizer steps).
     """
     from selm.io import read_jsonl
     from selm.rundir import RunDir
@@ -201,7 +219,8 @@ def run_series(run_dir: str | Path) -> dict[str, list[float]]:
         evals = read_jsonl(run.round(row["round"]).file("eval.jsonl"))
         high.append(sum(e["gold_reward"] >= HIGH_REWARD for e in evals) / len(evals))
     return {"gold": [r["gold_reward_mean"] for r in rows], "kl": [r["kl"] for r in rows], "high": high,
-            "pairs": [r.get("pairs/count", 0.0) for r in rows[1:]], "steps": [r.get("train/steps", 0) for r in rows[1:]]}
+            "examples": [r.get("pairs/count", r.get("rollouts/count", 0.0)) for r in rows[1:]],
+            "steps": [r.get("train/steps", 0) for r in rows[1:]]}
 
 
 def aggregate(series: dict[tuple[str, str], list[dict[str, list[float]]]]) -> dict[tuple[str, str], dict[str, list[Any]]]:
@@ -218,7 +237,7 @@ def aggregate(series: dict[tuple[str, str], list[dict[str, list[float]]]]) -> di
     out: dict[tuple[str, str], dict[str, list[Any]]] = {}
     for key, runs in series.items():
         cell: dict[str, list[Any]] = {}
-        for name in ("gold", "kl", "high", "pairs"):
+        for name in ("gold", "kl", "high", "examples"):
             cell[name] = [mean_interval([run[name][r] for run in runs]) for r in range(len(runs[0][name]))]
         cell["steps_total"] = [mean_interval([float(sum(run["steps"])) for run in runs])]
         out[key] = cell
@@ -230,21 +249,23 @@ def aggregate(series: dict[tuple[str, str], list[dict[str, list[float]]]]) -> di
 def plot_reward_vs_kl(stats: dict[tuple[str, str], dict[str, list[Any]]], tasks: Sequence[str],
                       algorithms: Sequence[str], path: Path) -> None:
     """One panel per task: held-out gold reward vs KL(π ‖ π0), a line through each algorithm's
-    rounds (round 0 is the shared start), error bars = 95 % intervals over seeds. Saved as PNG."""
+    rounds (round 0 is the shared start; RL rows dashed), error bars = 95 % intervals over seeds.
+    Saved as PNG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5.2 * len(tasks), 4.2), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(tasks), squeeze=False)[0]
-    colours = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#7f7f7f"]
+    colours = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#7f7f7f", "#000000"]
     for ax, task in zip(axes, tasks):
         for colour, algorithm in zip(colours, algorithms):
             cell = stats[(task, algorithm)]
             x = [m.mean for m in cell["kl"]]
             y = [m.mean for m in cell["gold"]]
             ax.errorbar(x, y, xerr=[_width(m) for m in cell["kl"]], yerr=[_width(m) for m in cell["gold"]],
-                        marker="o", markersize=4, capsize=2, color=colour, label=algorithm)
+                        marker="s" if algorithm in RL_ALGORITHMS else "o", markersize=4, capsize=2, color=colour,
+                        linestyle="--" if algorithm in RL_ALGORITHMS else "-", label=algorithm)
             ax.annotate(f"r{len(x) - 1}", (x[-1], y[-1]), textcoords="offset points", xytext=(4, 2),
                         fontsize=8, color=colour)
         ax.set_title(f"{task}")

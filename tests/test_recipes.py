@@ -31,7 +31,8 @@ ONLINE = [p for p in RECIPES if not p.name.startswith(("train-", "reward-model-"
 TINY = ["rounds=1", "prompts.per_round=4", "prompts.num_eval=2", "sampling.n=4", "eval.samples_per_prompt=1",
         "sampling.max_new_tokens=8"]
 # PF-PPO's reliability filters each held-out prompt's samples: it needs two.
-NEEDS = {"pf-ppo": ["eval.samples_per_prompt=2"]}
+# SALSA's second soup model is trained by the user first: here, π0 twice.
+NEEDS = {"pf-ppo": ["eval.samples_per_prompt=2"], "salsa": ["reference={soup: [builtin:sort, builtin:sort]}"]}
 RUNS = ([pytest.param(p, NEEDS.get(p.stem, []), id=p.stem) for p in ONLINE]
         + [pytest.param(RECIPES[0].parent / "alol.yaml", ["objective={name: alol, variant: seq, epsilon: 0.9}"],
                         id="alol-seq")])

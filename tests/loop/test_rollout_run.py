@@ -141,3 +141,26 @@ def test_reward_robust_ensemble_logs_its_members_and_pama_trains_on_reward_vecto
     scores = rows(pama / "rounds" / "01" / "scores.jsonl")
     assert all(len(v) == 2 and sum(v) / 2 == pytest.approx(s) for r in scores for v, s in zip(r["vectors"], r["scores"]))
     assert metrics(pama)[1]["train/steps"] > 0
+
+
+def test_salsa_soup_of_the_start_with_itself_is_the_initial_reference(tmp_path):
+    """(w + w)/2 = w exactly in floating point: the run is the reference: initial run, number for number."""
+    common = SMALL + ["rounds=1"]
+    soup = start_run(RECIPES / "salsa.yaml", common + ["reference={soup: [builtin:sort, builtin:sort]}"],
+                     output=tmp_path / "soup", progress=False)
+    initial = start_run(RECIPES / "salsa.yaml", common + ["reference=initial"], output=tmp_path / "initial",
+                        progress=False)
+    assert without_timing(metrics(soup)) == without_timing(metrics(initial))
+    manifest = json.loads((soup / "rounds" / "01" / "manifest.json").read_text())
+    assert manifest["phases"]["train"]["reference"] == "soup"
+
+
+def test_a_soup_of_models_of_different_shapes_is_refused_before_the_run(tmp_path):
+    from selm.modeling.tiny import build_tiny_model
+
+    other = tmp_path / "other"
+    build_tiny_model(vocab_size=50, hidden_size=32).save_pretrained(other)
+    with pytest.raises(ConfigError, match="reference soup: models differ at"):
+        start_run(RECIPES / "salsa.yaml", SMALL + [f"reference={{soup: [builtin:sort, {other}]}}"],
+                  output=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "config.yaml").exists()

@@ -8,6 +8,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from selm.config import StrictModel, format_validation_error
 from selm.loop.rollout_rules import RolloutRules
+from selm.modeling.soup import SoupSpec
 from selm.objectives.advantages import AdvantageEstimator, build_advantage_estimator
 from selm.objectives.rollout import ROLLOUT_FIELDS
 from selm.sampling import SAMPLERS
@@ -168,9 +169,10 @@ class RunConfig(WithObjective):
     objective: ObjectiveSpec = Field(default_factory=lambda: {"name": "selm", "beta": 0.1, "alpha": 0.001},
                                      description="loss: a name, {name: ..., hyperparameters} or a weighted list "
                                                  "(`selm objectives` lists them)")
-    reference: Literal["round_start", "initial", "none", "ema"] = Field(
+    reference: Literal["round_start", "initial", "none", "ema"] | SoupSpec = Field(
         "round_start", description="π_ref of round k: π_{k−1} (round_start), π0 (initial), an EMA of the round-start "
-                                   "policies, or none (reference-free objectives)")
+                                   "policies, none (reference-free objectives), or SALSA's soup "
+                                   "{soup: [model_a, model_b], weights: [0.5, 0.5]}: the weight average, fixed")
     reference_ema_decay: float = Field(0.5, ge=0, le=1, description="ema: π_ref ← d·π_ref + (1−d)·π_round_start")
     lora: LoraConfig | None = Field(None, description="train LoRA adapters instead of all weights; the reference "
                                                       "is then the model with its adapters disabled")
@@ -186,6 +188,11 @@ class RunConfig(WithObjective):
         if task is not None and task not in TASKS:
             raise ValueError(TASKS.unknown(task))
         return task
+
+    @property
+    def reference_mode(self) -> str:
+        """``reference`` as a name: ``soup`` for a SALSA soup, else the configured mode."""
+        return "soup" if isinstance(self.reference, SoupSpec) else self.reference
 
     @property
     def trains_on_rollouts(self) -> bool:

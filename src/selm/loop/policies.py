@@ -22,8 +22,10 @@ from selm.loop.config import RunConfig
 from selm.loop.seeds import derived_seed
 from selm.modeling.loading import load_causal_lm
 from selm.modeling.lora import apply_lora
+from selm.modeling.soup import load_soup_member, soup_model
 from selm.modeling.value_head import ValueHead, load_value_head, save_value_head
 from selm.rundir import RunDir
+from selm.tasks.sources import resolve_model_source
 
 EMA_FILE = "reference_ema.safetensors"
 
@@ -61,6 +63,7 @@ class RoundPolicies:
         self._model: torch.nn.Module | None = None
         self._round: int | None = None
         self._initial: torch.nn.Module | None = None
+        self._soup: torch.nn.Module | None = None
 
     def path(self, k: int) -> Path:
         """``rounds/NN/policy``: round k's saved weights (a PEFT adapter with LoRA)."""
@@ -132,11 +135,25 @@ class RoundPolicies:
                                            allow_pickle=c.allow_pickle).eval().requires_grad_(False).to(self.device)
         return ReferencePolicy(self._initial)
 
+    def soup_reference(self) -> torch.nn.Module:
+        """SALSA's reference: the configured models averaged in weight space (LoRA adapters merged
+        first), frozen, built once. Models of different shapes are refused (ConfigError)."""
+        if self._soup is None:
+            c = self.config
+            spec = c.reference
+            members = [load_soup_member(resolve_model_source(source), dtype=c.train.dtype,
+                                        trust_remote_code=c.trust_remote_code, allow_pickle=c.allow_pickle)
+                       for source in spec.soup]
+            self._soup = soup_model(members, spec.resolved_weights).eval().requires_grad_(False).to(self.device)
+        return self._soup
+
     def reference_for_round(self, k: int, policy: torch.nn.Module) -> ReferencePolicy | None:
         """π_ref of round k as configured; ``policy`` holds the round-start weights π_{k−1}."""
-        mode = self.config.reference
+        mode = self.config.reference_mode
         if mode == "none":
             return None
+        if mode == "soup":
+            return ReferencePolicy(self.soup_reference())
         if mode == "initial":
             return self.initial_reference()
         if mode == "round_start":

@@ -95,6 +95,8 @@ class OnlineRun:
         self.prompts = self.parts.prompts
         self.policies = RoundPolicies(config, self.parts.model_source, self.tokenizer, run_dir, self.accelerator.device,
                                       self.is_main, live_reference=self.objective.needs_live_reference)
+        if config.reference_mode == "soup":  # a soup of mismatched models is refused before the run starts
+            self.policies.soup_reference()
         self.sampling = BlockSampler(config, self.tokenizer, self.accelerator, run_dir, self.progress)
         self.evaluation = HeldOutEvaluation(config, self.prompts.eval, self.parts.eval_judge, self.parts.task,
                                             self.sampling, self.policies, run_dir, self.accelerator)
@@ -252,7 +254,7 @@ class OnlineRun:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
         tokens = sum(len(p.chosen_ids) + len(p.rejected_ids) for p in pairs) * max(1, round(c.train.num_train_epochs))
         return {"artifact": "policy", "train": round_train_metrics(result, before, logps(policy)), "tokens": tokens,
-                "seed": args.seed, "reference": c.reference, "policy_fingerprint": model_fingerprint(policy),
+                "seed": args.seed, "reference": c.reference_mode, "policy_fingerprint": model_fingerprint(policy),
                 "objective_state": self.objective.state_dict()}
 
     def _train_rollouts(self, k: int, rd: RoundDir) -> dict[str, Any]:
@@ -282,7 +284,7 @@ class OnlineRun:
         if self.is_main:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
         tokens = sum(len(r.response_ids) for r in rollouts) * max(1, round(c.train.num_train_epochs))
-        return {"artifact": "policy", "train": metrics, "tokens": tokens, "seed": args.seed, "reference": c.reference,
+        return {"artifact": "policy", "train": metrics, "tokens": tokens, "seed": args.seed, "reference": c.reference_mode,
                 "policy_fingerprint": model_fingerprint(policy)}
 
     def phase_evaluate(self, k: int, rd: RoundDir) -> dict[str, Any]:

@@ -166,3 +166,22 @@ def soup_model(models: Sequence[torch.nn.Module], weights: Sequence[float]) -> t
     # The merged copy stands for the first model, so a PEFT model is merged once.
     soup.load_state_dict(soup_state_dict([soup, *models[1:]], weights))
     return soup
+
+
+def load_soup_member(folder: str, dtype: str, trust_remote_code: bool = False, allow_pickle: bool = False
+                     ) -> torch.nn.Module:
+    """One model of a soup: a full model folder or hub id, or a PEFT adapter folder (its base model
+    loaded and the adapter attached, to be merged by :func:`soup_model`)."""
+    import json
+    from pathlib import Path
+
+    from selm.modeling.loading import load_causal_lm
+
+    config = Path(folder) / "adapter_config.json"
+    if not config.is_file():
+        return load_causal_lm(folder, dtype=dtype, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    from peft import PeftModel
+
+    base = json.loads(config.read_text())["base_model_name_or_path"]
+    model = load_causal_lm(base, dtype=dtype, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    return PeftModel.from_pretrained(model, folder)
