@@ -61,6 +61,11 @@ ALGORITHMS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 # RL rows: every scored sample is a training example; they keep their recipes' batch size and epochs.
 RL_ALGORITHMS = frozenset({"grpo", "rloo", "ppo"})
+RL_NOTES = {  # what each RL recipe does, for the docs (its batch, epochs and lr are read from the recipe)
+    "grpo": "group-standardised advantages, per-token PPO-clip, k3 KL to π0 in the loss (β 0.04)",
+    "rloo": "leave-one-out baseline, k1 KL to π0 in the reward (β 0.05), PPO-clip on the sequence ratio",
+    "ppo": "value head, GAE (γ 1, λ 0.95), k1 KL to π0 in the reward (β 0.05), clipped policy and value losses",
+}
 TASKS = ("echo", "sort")
 
 
@@ -117,6 +122,14 @@ class Job:
         """True when metrics.jsonl has a row for round 0 and for every round."""
         path = Path(self.run_dir) / "metrics.jsonl"
         return path.is_file() and len(path.read_text().splitlines()) == self.rounds + 1
+
+    def train_settings(self) -> tuple[int, float, float]:
+        """(batch size, epochs, learning rate) of this job's config, as ``selm run`` would load it."""
+        from selm.config import load_config
+        from selm.loop.config import RunConfig
+
+        train = load_config(RunConfig, self.recipe, list(self.overrides)).train
+        return train.per_device_train_batch_size, train.num_train_epochs, train.learning_rate
 
     def check_reusable(self) -> None:
         """A run already in ``run_dir`` must have been started with this job's config (else UserError)."""
@@ -308,18 +321,35 @@ def render_section(stats: dict[tuple[str, str], dict[str, list[Any]]], rates: di
                    plot_name: str) -> str:
     """The Markdown of the study's section of docs/results.md."""
     b = budget
+    rl = [a for a in algorithms if a in RL_ALGORITHMS]
+    pairwise = [a for a in algorithms if a not in RL_ALGORITHMS]
+    kinds = " and ".join(part for part in (f"{len(pairwise)} pairwise" if pairwise else "",
+                                           f"{len(rl)} RL" if rl else "") if part)
+    rl_text = ""
+    if rl:
+        settings = info.get("rl_train", {})
+        rl_text = ("The RL rows (" + ", ".join(rl) + ") get the same sample budget, and every scored sample is "
+                   "a training example; they keep their recipes' own batch size, update epochs and learning rate ("
+                   + "; ".join(f"{a}: {RL_NOTES[a]}"
+                               + (", batch {}, {:g} update epoch(s) per round, lr {:g}".format(*settings[a])
+                                  if a in settings else "") for a in rl)
+                   + "; reference π0). "
+                   + ("PPO's recipe samples 4 per prompt; here it samples " + str(b.samples_per_prompt) + ". "
+                      if "ppo" in rl else ""))
     out = [
         "## Exploration study",
         "",
-        f"Five online algorithms from their recipes, with equal budgets on each built-in task: {b.rounds} rounds × "
-        f"{b.prompts_per_round} new prompts × {b.samples_per_prompt} samples per prompt (temperature as in each "
-        f"recipe), batch {b.batch_size}, {b.epochs} epoch per round; held-out evaluation on {b.eval_prompts} prompts × "
+        f"{len(algorithms)} online algorithms ({kinds}) from their recipes, with equal sample budgets on each "
+        f"built-in task: {b.rounds} rounds × {b.prompts_per_round} new prompts × {b.samples_per_prompt} samples per "
+        f"prompt (temperature as in each recipe); held-out evaluation on {b.eval_prompts} prompts × "
         f"{b.eval_samples_per_prompt} samples at temperature 1. {seeds} seeds each. "
         + (f"Cells are mean ± 95 % t-interval over seeds (t_{{0.975, {seeds - 1}}} = {_t(seeds):.3f}). "
            if seeds > 1 else "One seed: no intervals. ")
-        + "SAIL-PR takes the PR route on every "
-        "prompt (sail.pr=1, no offline pairs) and trains on its first two samples only, as SAIL does; the others "
-        "pair the best and worst of all samples. Everything else is each recipe's own setting.",
+        + (f"The pairwise rows train with batch {b.batch_size}, {b.epochs} epoch per round. "
+           "SAIL-PR takes the PR route on every prompt (sail.pr=1, no offline pairs) and trains on its first two "
+           "samples only, as SAIL does; the other pairwise rows pair the best and worst of all samples. "
+           if pairwise else "")
+        + rl_text + "Everything else is each recipe's own setting.",
         "",
         f"Command: `{info['command']}`  ",
         f"Wall time: {info['wall_s'] / 60:.1f} min ({info['runs_run']} runs in this invocation, "
@@ -353,7 +383,8 @@ def render_section(stats: dict[tuple[str, str], dict[str, list[Any]]], rates: di
                 "KL(π ‖ π0) estimate (nats per response, from the held-out samples):", "",
                 _table(stats, task, algorithms, "kl", 2), "",
                 f"Share of held-out samples with gold ≥ {HIGH_REWARD}:", "", _table(stats, task, algorithms, "high", 3), "",
-                "Training pairs per round (rounds 1…):", "", _table(stats, task, algorithms, "pairs", 0, first_round=1), "",
+                "Training examples per round (rounds 1…; pairs for a pairwise row, scored samples for an RL row):", "",
+                _table(stats, task, algorithms, "examples", 0, first_round=1), "",
                 "Optimizer steps, all rounds: " + "; ".join(
                     f"{a} {stats[(task, a)]['steps_total'][0].format(0)}" for a in algorithms) + ".", ""]
     return "\n".join(out)
@@ -427,6 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    rl_train = {job.algorithm: job.train_settings() for job in jobs if job.algorithm in RL_ALGORITHMS}
     todo = [job for job in jobs if not job.finished]
     errors, run_seconds = [], 0.0
     if todo:
@@ -451,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = {"command": " ".join(["python examples/study_exploration.py", shlex.join(argv)]).strip(),
             "wall_s": time.perf_counter() - started, "runs_run": len(todo), "runs_reused": len(jobs) - len(todo),
             "workers": args.workers, "threads": args.threads, "run_seconds": run_seconds,
-            "machine": machine_description(), "load": load,
+            "machine": machine_description(), "load": load, "rl_train": rl_train,
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     body = render_section(stats, rates, args.tasks, args.algorithms, budget, args.seeds, info, plot_name)
     replace_section(args.docs / "results.md", SECTION, body)

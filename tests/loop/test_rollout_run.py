@@ -164,3 +164,22 @@ def test_a_soup_of_models_of_different_shapes_is_refused_before_the_run(tmp_path
         start_run(RECIPES / "salsa.yaml", SMALL + [f"reference={{soup: [builtin:sort, {other}]}}"],
                   output=tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_a_pairwise_judge_rewards_each_rollout_with_its_win_rate_in_its_group(tmp_path, monkeypatch):
+    (tmp_path / "shorter.py").write_text(
+        "def prefer(prompt, a, b):\n    return 1.0 if len(a) < len(b) else 0.5 if len(a) == len(b) else 0.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = start_run(RECIPES / "rloo.yaml", SMALL + ["rounds=1", "judge={kind: pairwise, callable: 'shorter:prefer'}",
+                                                    "eval.judge={kind: gold, task: sort}"],
+                    output=tmp_path / "run", progress=False)
+    samples = rows(out / "rounds" / "01" / "samples.jsonl")
+    by_prompt = {}
+    for r in rows(out / "rounds" / "01" / "rollouts.jsonl"):
+        by_prompt.setdefault(r["prompt_index"], {})[r["candidate_index"]] = r["reward"]
+    for p, rewards in by_prompt.items():
+        lengths = [len(c["text"]) for c in samples[p]["candidates"]]
+        n = len(lengths)
+        for i, reward in rewards.items():
+            wins = sum((lengths[i] < lengths[j]) + 0.5 * (lengths[i] == lengths[j]) for j in range(n) if j != i)
+            assert reward == pytest.approx(wins / (n - 1))

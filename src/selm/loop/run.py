@@ -179,14 +179,18 @@ class OnlineRun:
     def phase_rollout(self, k: int, rd: RoundDir) -> dict[str, Any]:
         c = self.config
         samples = read_rows(rd.file("samples.jsonl"), SampleRow)
-        scores = [r.scores for r in read_rows(rd.file("scores.jsonl"), ScoreRow)]
+        judged = read_rows(rd.file("scores.jsonl"), ScoreRow)
+        scores = [r.scores for r in judged]
+        vectors = [r.vectors for r in judged] if judged and judged[0].vectors is not None else None
         stats: dict[str, Any] = {}
         if c.rollouts.dynamic_sampling:
             samples, scores, stats = self._informative_groups(k, samples, scores)
-        vectors = [r.vectors for r in read_rows(rd.file("scores.jsonl"), ScoreRow)]
+        if self.parts.judge.is_pairwise:
+            # A pairwise judge's rank score is a soft Copeland count in [0, K−1]: the within-group
+            # win rate (selm.objectives.advantages.win_rate_rewards) is that count ÷ (K − 1).
+            scores = [[x / max(len(sc) - 1, 1) for x in sc] for sc in scores]
         rows, rollout_stats = rollout_rows(c.rollouts, samples, scores, c.sampling.max_new_tokens,
-                                           derived_seed(c.seed, k, "rollout"),
-                                           vectors if vectors and vectors[0] is not None else None)
+                                           derived_seed(c.seed, k, "rollout"), vectors)
         self._write(rd.file("rollouts.jsonl"), rows)
         return {"artifact": "rollouts.jsonl", "stats": {**rollout_stats, **stats}}
 
