@@ -62,9 +62,10 @@ ALGORITHMS: dict[str, tuple[str, tuple[str, ...]]] = {
 # RL rows: every scored sample is a training example; they keep their recipes' batch size and epochs.
 RL_ALGORITHMS = frozenset({"grpo", "rloo", "ppo"})
 RL_NOTES = {  # what each RL recipe does, for the docs (its batch, epochs and lr are read from the recipe)
-    "grpo": "group-standardised advantages, per-token PPO-clip, k3 KL to π0 in the loss (β 0.04)",
-    "rloo": "leave-one-out baseline, k1 KL to π0 in the reward (β 0.05), PPO-clip on the sequence ratio",
-    "ppo": "value head, GAE (γ 1, λ 0.95), k1 KL to π0 in the reward (β 0.05), clipped policy and value losses",
+    "grpo": "group-standardised advantages, per-token PPO-clip, k3 KL to π0 in the loss with β 0.04",
+    "rloo": "leave-one-out baseline, k1 KL to π0 in the reward with β 0.05, PPO-clip on the sequence ratio",
+    "ppo": "value head, GAE with γ 1 and λ 0.95, k1 KL to π0 in the reward with β 0.05, clipped policy and "
+           "value losses",
 }
 TASKS = ("echo", "sort")
 
@@ -327,14 +328,10 @@ def render_section(stats: dict[tuple[str, str], dict[str, list[Any]]], rates: di
                                            f"{len(rl)} RL" if rl else "") if part)
     rl_text = ""
     if rl:
-        settings = info.get("rl_train", {})
-        rl_text = ("The RL rows (" + ", ".join(rl) + ") get the same sample budget, and every scored sample is "
-                   "a training example; they keep their recipes' own batch size, update epochs and learning rate ("
-                   + "; ".join(f"{a}: {RL_NOTES[a]}"
-                               + (", batch {}, {:g} update epoch(s) per round, lr {:g}".format(*settings[a])
-                                  if a in settings else "") for a in rl)
-                   + "; reference π0). "
-                   + ("PPO's recipe samples 4 per prompt; here it samples " + str(b.samples_per_prompt) + ". "
+        rl_text = ("The RL rows get the same sample budget, and every scored sample is a training example; they "
+                   "keep their recipes' own batch size, update epochs and learning rate, with π0 as the reference: "
+                   + "; ".join(_rl_description(a, info.get("rl_train", {}).get(a)) for a in rl) + ". "
+                   + (f"PPO's recipe samples 4 per prompt; here it samples {b.samples_per_prompt}. "
                       if "ppo" in rl else ""))
     out = [
         "## Exploration study",
@@ -388,6 +385,15 @@ def render_section(stats: dict[tuple[str, str], dict[str, list[Any]]], rates: di
                 "Optimizer steps, all rounds: " + "; ".join(
                     f"{a} {stats[(task, a)]['steps_total'][0].format(0)}" for a in algorithms) + ".", ""]
     return "\n".join(out)
+
+
+def _rl_description(algorithm: str, settings: Sequence[float] | None) -> str:
+    """``grpo: <what it does>, batch 32, 2 update epochs per round, lr 0.0001`` for the section's text."""
+    text = f"{algorithm}: {RL_NOTES[algorithm]}"
+    if settings is not None:
+        batch, epochs, lr = settings
+        text += f", batch {batch:g}, {epochs:g} update epoch{'' if epochs == 1 else 's'} per round, lr {lr:g}"
+    return text
 
 
 def _t(seeds: int) -> float:

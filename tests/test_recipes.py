@@ -32,7 +32,9 @@ TINY = ["rounds=1", "prompts.per_round=4", "prompts.num_eval=2", "sampling.n=4",
         "sampling.max_new_tokens=8"]
 # PF-PPO's reliability filters each held-out prompt's samples: it needs two.
 # SALSA's second soup model is trained by the user first: here, π0 twice.
-NEEDS = {"pf-ppo": ["eval.samples_per_prompt=2"], "salsa": ["reference={soup: [builtin:sort, builtin:sort]}"]}
+# MPO's RL stage follows its DPO round.
+NEEDS = {"pf-ppo": ["eval.samples_per_prompt=2"], "salsa": ["reference={soup: [builtin:sort, builtin:sort]}"],
+         "mpo": ["rounds=2"]}
 RUNS = ([pytest.param(p, NEEDS.get(p.stem, []), id=p.stem) for p in ONLINE]
         + [pytest.param(RECIPES[0].parent / "alol.yaml", ["objective={name: alol, variant: seq, epsilon: 0.9}"],
                         id="alol-seq")])

@@ -183,3 +183,32 @@ def test_a_pairwise_judge_rewards_each_rollout_with_its_win_rate_in_its_group(tm
         for i, reward in rewards.items():
             wins = sum((lengths[i] < lengths[j]) + 0.5 * (lengths[i] == lengths[j]) for j in range(n) if j != i)
             assert reward == pytest.approx(wins / (n - 1))
+
+
+def test_ppo_with_lora_trains_adapters_and_a_critic_against_the_adapter_free_reference(tmp_path):
+    out = start_run(RECIPES / "ppo.yaml", SMALL + ["lora={r: 4, alpha: 8}"], output=tmp_path / "run", progress=False)
+    policy = out / "rounds" / "02" / "policy"
+    assert (policy / "adapter_config.json").is_file() and (policy / "value_head.safetensors").is_file()
+    first, second = metrics(out)[1], metrics(out)[2]
+    # Zero-initialised adapters: round 1 samples from π0 itself, so its k1 to the adapter-free
+    # reference is float noise (sampler's vs engine's log-probs, ~1e-6 per token); round 2 samples
+    # from the trained adapters and its k1 estimate is orders of magnitude away from that noise.
+    assert abs(first["rollout/kl"]) < 1e-4
+    assert abs(second["rollout/kl"]) > 100 * abs(first["rollout/kl"]) and second["train/steps"] > 0
+
+
+def test_mpo_trains_dpo_on_easy_prompts_then_rl_on_difficult_ones_against_the_dpo_policy(tmp_path):
+    out = start_run(RECIPES / "mpo.yaml", SMALL + ["mpo.gap_quantile=0.5"], output=tmp_path / "run", progress=False)
+    first, second = metrics(out)[1], metrics(out)[2]
+    assert (out / "rounds" / "01" / "pairs.jsonl").is_file() and not (out / "rounds" / "01" / "rollouts.jsonl").exists()
+    assert (out / "rounds" / "02" / "rollouts.jsonl").is_file() and not (out / "rounds" / "02" / "pairs.jsonl").exists()
+    # Round 1: pairs only from prompts whose gap is above the median gap.
+    gaps = sorted(max(r["scores"]) - min(r["scores"]) for r in rows(out / "rounds" / "01" / "scores.jsonl"))
+    median = (gaps[3] + gaps[4]) / 2
+    assert all(p["margin"] > median for p in rows(out / "rounds" / "01" / "pairs.jsonl"))
+    assert first["mpo/easy_prompts"] + first["mpo/difficult_prompts"] == 8
+    # Round 2: only difficult prompts, sampled from π_1, against the reference π_1 itself: k1 is
+    # float noise of the sampler's against the engine's log-probs.
+    assert second["rollouts/prompts"] == second["mpo/difficult_prompts"]
+    assert abs(second["rollout/kl"]) < 1e-4
+    assert json.loads((out / "rounds" / "02" / "manifest.json").read_text())["phases"]["train"]["reference"] == "mpo_dpo_policy"

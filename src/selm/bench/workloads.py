@@ -1,4 +1,5 @@
-"""What every benchmarked system trains on: the model shape and one batch of preference pairs.
+"""What every benchmarked system trains on: the model shape and one batch of preference pairs (DPO
+rows) or of judged rollouts (GRPO rows).
 
 All systems get the same work: the same randomly initialised model (random weights time the same
 as trained ones), the same pairs as the same token ids, the same batch every step. The token ids
@@ -18,7 +19,7 @@ from statistics import NormalDist
 
 import torch
 
-from selm.data import TokenizedPair
+from selm.data import TokenizedPair, TokenizedRollout
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 
@@ -132,6 +133,40 @@ def sequence_lengths(pairs: list[TokenizedPair]) -> list[int]:
     """Prompt+response length of every sequence of a preference step (chosen rows, then rejected)."""
     return ([len(p.prompt_ids) + len(p.chosen_ids) for p in pairs]
             + [len(p.prompt_ids) + len(p.rejected_ids) for p in pairs])
+
+
+def make_rollouts(prompts: int, group_size: int, vocab_size: int, profile: LengthProfile = LengthProfile(),
+                  seed: int = 0) -> list[TokenizedRollout]:
+    """``prompts`` groups of ``group_size`` judged responses with skewed lengths and fixed rewards.
+
+    Prompt lengths are the ``prompts`` quantiles of the prompt profile; the response lengths are the
+    ``prompts * group_size`` quantiles of the response profile, shuffled over the groups (like
+    ``make_pairs``). Rewards are seeded uniform draws in [0, 1), distinct within every group (so
+    every group has a spread and a non-zero advantage). Prompts start with BOS, responses end with
+    EOS; no sampling log-probs are attached (the systems add them from the model).
+
+    Returns:
+        prompts * group_size TokenizedRollouts, group by group (``group`` 0..prompts-1).
+    """
+    g = torch.Generator().manual_seed(seed)
+    n = prompts * group_size
+    prompt_lengths = quantile_lengths(prompts, profile.prompt_median, profile.prompt_sigma, 2, profile.max_length // 2)
+    response_lengths = quantile_lengths(n, profile.response_median, profile.response_sigma, 2, profile.max_length // 2)
+    response_lengths = [response_lengths[i] for i in torch.randperm(n, generator=g).tolist()]
+    rewards = torch.rand(n, generator=g, dtype=torch.float64).tolist()
+
+    def ids(k: int) -> list[int]:
+        return torch.randint(3, vocab_size, (k,), generator=g).tolist()
+
+    rollouts = []
+    for p, prompt_len in enumerate(prompt_lengths):
+        prompt_ids = [BOS_ID, *ids(prompt_len - 1)]
+        for j in range(group_size):
+            i = p * group_size + j
+            rollouts.append(TokenizedRollout(index=i, prompt_ids=prompt_ids,
+                                             response_ids=[*ids(response_lengths[i] - 1), EOS_ID],
+                                             reward=rewards[i], group=p))
+    return rollouts
 
 
 def word_tokenizer(vocab_size: int):

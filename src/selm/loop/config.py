@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -9,7 +10,9 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from selm.config import StrictModel, format_validation_error
 from selm.loop.rollout_rules import RolloutRules
 from selm.modeling.soup import SoupSpec
+from selm.objectives import build_objective
 from selm.objectives.advantages import AdvantageEstimator, build_advantage_estimator
+from selm.objectives.base import Objective
 from selm.objectives.rollout import ROLLOUT_FIELDS
 from selm.sampling import SAMPLERS
 from selm.tasks import TASKS
@@ -121,6 +124,31 @@ class RolloutsConfig(RolloutRules):
         return build_advantage_estimator(self.advantage)
 
 
+class MpoConfig(StrictModel):
+    """MPO (Gou & Nguyen 2024): the round's prompts split by the judge's score gap (best − worst);
+    rounds 1..m train ``mpo.objective`` (DPO) on the easy prompts' pairs, later rounds train the run's
+    RL ``objective`` on the difficult prompts' rollouts, against the policy after round m."""
+
+    dpo_rounds: int = Field(1, ge=1, description="m: rounds of the DPO stage; rounds m+1.. are the RL stage")
+    gap_quantile: float = Field(0.25, ge=0, le=1, description="prompts whose score gap is at or below this "
+                                                              "quantile of the round's gaps are difficult")
+    objective: ObjectiveSpec = Field(default_factory=lambda: {"name": "dpo", "beta": 0.1},
+                                     description="the DPO stage's pair objective")
+
+    @cached_property
+    def built_objective(self) -> Objective:
+        """The DPO stage's objective, built once."""
+        return build_objective(self.objective)
+
+    @field_validator("objective")
+    @classmethod
+    def _pair_objective(cls, objective: ObjectiveSpec) -> ObjectiveSpec:
+        built = build_objective(objective)
+        if built.field_table is ROLLOUT_FIELDS or built.response_roles - {"chosen", "rejected"}:
+            raise ValueError(f"'{built.name}' must be a pair objective on chosen and rejected responses only")
+        return objective
+
+
 class EvalConfig(StrictModel):
     """Per-round evaluation on the held-out prompts."""
 
@@ -164,6 +192,8 @@ class RunConfig(WithObjective):
                                      description="RL rounds: advantage estimator, PF-PPO filter, DAPO dynamic "
                                                  "sampling and overlong shaping, the critic's learning rate")
     sail: SailConfig | None = Field(None, description="SAIL routes; needs the 'sail' objective")
+    mpo: MpoConfig | None = Field(None, description="MPO: a DPO stage on the easy prompts, then the RL objective "
+                                                    "on the difficult ones against the DPO policy")
     self_judge: SelfJudgeConfig | None = Field(
         None, description="OSP: rank candidates by the policy's mean token log-prob, soft labels")
     objective: ObjectiveSpec = Field(default_factory=lambda: {"name": "selm", "beta": 0.1, "alpha": 0.001},
@@ -196,23 +226,50 @@ class RunConfig(WithObjective):
 
     @property
     def trains_on_rollouts(self) -> bool:
-        """The objective is an RL one: rounds build rollouts, not pairs."""
+        """The objective is an RL one: rounds build rollouts, not pairs (after MPO's DPO stage)."""
         return self.built_objective.field_table is ROLLOUT_FIELDS
+
+    def mpo_stage(self, k: int) -> str | None:
+        """Round k's MPO stage, ``"dpo"`` or ``"rl"``; None without MPO."""
+        if self.mpo is None:
+            return None
+        return "dpo" if k <= self.mpo.dpo_rounds else "rl"
+
+    def objective_for_round(self, k: int) -> Objective:
+        """The objective round k trains (MPO's DPO stage trains ``mpo.objective``)."""
+        return self.mpo.built_objective if self.mpo_stage(k) == "dpo" else self.built_objective
+
+    def rollouts_in_round(self, k: int) -> bool:
+        """Round k builds rollouts (an RL objective), not pairs."""
+        return self.objective_for_round(k).field_table is ROLLOUT_FIELDS
 
     @property
     def needs_reference(self) -> bool:
-        """The objective reads the reference, or the advantage estimator puts the KL in the reward."""
+        """The objective reads the reference, or the advantage estimator puts the KL in the reward.
+        With MPO, ``reference`` is the DPO stage's (the RL stage's is the DPO policy)."""
+        if self.mpo is not None:
+            return self.mpo.built_objective.needs_reference
         return self.built_objective.needs_reference or (
             self.trains_on_rollouts and "kl" in self.rollouts.estimator.requires)
 
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":
         objective = self.built_objective
+        named = self.mpo.built_objective if self.mpo is not None else objective
         if self.needs_reference and self.reference == "none":
-            raise ValueError(f"objective '{objective.name}' needs a reference; reference: none is impossible")
+            raise ValueError(f"objective '{named.name}' needs a reference; reference: none is impossible")
         if not self.needs_reference and self.reference != "none":
-            raise ValueError(f"objective '{objective.name}' is reference-free; set reference: none "
+            raise ValueError(f"objective '{named.name}' is reference-free; set reference: none "
                              f"(got '{self.reference}')")
+        if self.mpo is not None:
+            if not self.trains_on_rollouts:
+                raise ValueError(f"mpo: objective '{objective.name}' is the RL stage's: use an RL objective "
+                                 f"(grpo, rloo, ppo)")
+            if self.mpo.dpo_rounds >= self.rounds:
+                raise ValueError(f"mpo.dpo_rounds ({self.mpo.dpo_rounds}) must be below rounds ({self.rounds}): "
+                                 f"the RL stage needs at least one round")
+            if self.sampling.n < 2:
+                raise ValueError("mpo: the score gap needs sampling.n >= 2")
         if self.trains_on_rollouts:
             return self._consistent_rollouts()
         if "explore" in objective.response_roles and self.sampling.explore == "none":

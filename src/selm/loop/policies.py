@@ -64,6 +64,7 @@ class RoundPolicies:
         self._round: int | None = None
         self._initial: torch.nn.Module | None = None
         self._soup: torch.nn.Module | None = None
+        self._frozen: tuple[int, torch.nn.Module] | None = None
 
     def path(self, k: int) -> Path:
         """``rounds/NN/policy``: round k's saved weights (a PEFT adapter with LoRA)."""
@@ -135,6 +136,13 @@ class RoundPolicies:
                                            allow_pickle=c.allow_pickle).eval().requires_grad_(False).to(self.device)
         return ReferencePolicy(self._initial)
 
+    def frozen_round_policy(self, k: int) -> ReferencePolicy:
+        """Round k's saved policy as a fixed reference (MPO's RL stage: the DPO stage's policy),
+        loaded once; its LoRA adapters, if any, stay active."""
+        if self._frozen is None or self._frozen[0] != k:
+            self._frozen = (k, self._load(k).eval().requires_grad_(False))
+        return ReferencePolicy(self._frozen[1])
+
     def soup_reference(self) -> torch.nn.Module:
         """SALSA's reference: the configured models averaged in weight space (LoRA adapters merged
         first), frozen, built once. Models of different shapes are refused (ConfigError)."""
@@ -149,6 +157,8 @@ class RoundPolicies:
 
     def reference_for_round(self, k: int, policy: torch.nn.Module) -> ReferencePolicy | None:
         """π_ref of round k as configured; ``policy`` holds the round-start weights π_{k−1}."""
+        if self.config.mpo_stage(k) == "rl":
+            return self.frozen_round_policy(self.config.mpo.dpo_rounds)
         mode = self.config.reference_mode
         if mode == "none":
             return None

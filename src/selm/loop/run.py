@@ -52,6 +52,7 @@ from selm.eval.summary import summary_line
 from selm.io import atomic_write_text, inject_fault
 from selm.loop.config import RunConfig
 from selm.loop.evaluation import HeldOutEvaluation, judge_reliability
+from selm.loop.pair_rules import split_by_score_gap
 from selm.loop.pairing import pair_rows, round_pairs
 from selm.loop.policies import RoundPolicies
 from selm.loop.rollout_rules import DynamicSampling, informative_groups
@@ -133,7 +134,7 @@ class OnlineRun:
             extra = self.sampling.generate(sampler, prompt_ids, self.sampling.params(1, temperature, seed + 1))
             explore = [sampled_candidate(o[0]) for o in extra]
         # RL's importance ratio reuses the sampler's per-token log-probs when it ran these weights.
-        keep = c.trains_on_rollouts and not sampler.separate_engine
+        keep = c.rollouts_in_round(k) and not sampler.separate_engine
         dataset = self.prompts.dataset_responses
         rows = [SampleRow(i, prompt, ids, [sampled_candidate(x, keep) for x in outs] + (
                     [dataset_candidate(self.tokenizer, prompt, r) for r in dataset[source]] if dataset is not None else []), y0)
@@ -171,8 +172,12 @@ class OnlineRun:
         # OSP: the round-start policy ranks its own candidates.
         own = (self_scores(self.policies.policy(k - 1), samples, self.tokenizer.pad_token_id, c.train.chunk_size)
                if c.self_judge is not None else None)
-        pairs, values, stats = round_pairs(c, self.objective, samples, scores, derived_seed(c.seed, k, "pair"),
-                                           self_scores=own)
+        stats_mpo: dict[str, Any] = {}
+        if c.mpo_stage(k) == "dpo":
+            samples, scores, stats_mpo = self._mpo_split(samples, scores, "easy")
+        pairs, values, stats = round_pairs(c, c.objective_for_round(k), samples, scores,
+                                           derived_seed(c.seed, k, "pair"), self_scores=own)
+        stats = {**stats, **stats_mpo}
         self._write(rd.file("pairs.jsonl"), pair_rows(samples, pairs, values))
         return {"artifact": "pairs.jsonl", "stats": stats}
 
@@ -183,6 +188,8 @@ class OnlineRun:
         scores = [r.scores for r in judged]
         vectors = [r.vectors for r in judged] if judged and judged[0].vectors is not None else None
         stats: dict[str, Any] = {}
+        if c.mpo_stage(k) == "rl":
+            samples, scores, stats = self._mpo_split(samples, scores, "difficult")
         if c.rollouts.dynamic_sampling:
             samples, scores, stats = self._informative_groups(k, samples, scores)
         if self.parts.judge.is_pairwise:
@@ -214,21 +221,31 @@ class OnlineRun:
             "dynamic_sampling/prompts_kept": len(kept)}
 
     def phase_train(self, k: int, rd: RoundDir) -> dict[str, Any]:
-        return self._train_rollouts(k, rd) if self.config.trains_on_rollouts else self._train_pairs(k, rd)
+        return self._train_rollouts(k, rd) if self.config.rollouts_in_round(k) else self._train_pairs(k, rd)
+
+    def _mpo_split(self, samples: list[SampleRow], scores: list[list[float]], part: str
+                   ) -> tuple[list[SampleRow], list[list[float]], dict[str, Any]]:
+        """MPO: the prompts of one part, ``easy`` (score gap above the round's ``mpo.gap_quantile``)
+        or ``difficult``, with the split's sizes; the gap is best − worst of a prompt's scores."""
+        easy, difficult = split_by_score_gap([max(sc) - min(sc) for sc in scores], self.config.mpo.gap_quantile)
+        keep = easy if part == "easy" else difficult
+        return [samples[i] for i in keep], [scores[i] for i in keep], {
+            "mpo/easy_prompts": len(easy), "mpo/difficult_prompts": len(difficult)}
 
     def _train_pairs(self, k: int, rd: RoundDir) -> dict[str, Any]:
         c = self.config
+        objective = c.objective_for_round(k)
         # The objective's state (LCPO's reliability) as round k−1 left it: what an uninterrupted
         # run holds in memory, and the only copy after a resume.
         state = self.run_dir.round(k - 1).manifest["phases"].get("train", {}).get("objective_state") if k > 1 else None
         if state:
-            self.objective.load_state_dict(state)
+            objective.load_state_dict(state)
         pairs = tokenized_pairs(read_rows(rd.file("pairs.jsonl"), PairRow))
         if not pairs:
             if self.is_main:
                 warnings.warn(f"round {k}: no preference pairs (all ties?); the policy is carried over unchanged")
             self.policies.save(k, self.policies.policy(k - 1))
-            return {"artifact": "policy", "train": {}, "tokens": 0, "objective_state": self.objective.state_dict()}
+            return {"artifact": "policy", "train": {}, "tokens": 0, "objective_state": objective.state_dict()}
 
         def logps(model: torch.nn.Module) -> dict[str, torch.Tensor]:
             return pair_logps(model, pairs, self.tokenizer.pad_token_id, batch_size=c.train.per_device_eval_batch_size,
@@ -242,9 +259,9 @@ class OnlineRun:
         ckpt_dir = rd.file("train")
         # Round-start log-probs of the pairs, for the chosen-fell / rejected-rose diagnostics: the
         # precomputed round_start reference log-probs are exactly these, else one no-grad pass now.
-        reuse_reference = c.reference == "round_start" and c.train.precompute_reference and not self.objective.needs_live_reference
+        reuse_reference = c.reference == "round_start" and c.train.precompute_reference and not objective.needs_live_reference
         before = None if reuse_reference else logps(policy)
-        trainer = PreferenceTrainer(policy, self.objective, args, pairs, self.tokenizer.pad_token_id,
+        trainer = PreferenceTrainer(policy, objective, args, pairs, self.tokenizer.pad_token_id,
                                     reference=reference, output_dir=ckpt_dir, accelerator=self.accelerator,
                                     progress=self.progress)
         result = trainer.train(resume_from_checkpoint=latest_checkpoint(ckpt_dir), log_file=rd.file("train_log.jsonl"))
@@ -259,7 +276,7 @@ class OnlineRun:
         tokens = sum(len(p.chosen_ids) + len(p.rejected_ids) for p in pairs) * max(1, round(c.train.num_train_epochs))
         return {"artifact": "policy", "train": round_train_metrics(result, before, logps(policy)), "tokens": tokens,
                 "seed": args.seed, "reference": c.reference_mode, "policy_fingerprint": model_fingerprint(policy),
-                "objective_state": self.objective.state_dict()}
+                "objective_state": objective.state_dict()}
 
     def _train_rollouts(self, k: int, rd: RoundDir) -> dict[str, Any]:
         c = self.config
@@ -288,7 +305,8 @@ class OnlineRun:
         if self.is_main:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
         tokens = sum(len(r.response_ids) for r in rollouts) * max(1, round(c.train.num_train_epochs))
-        return {"artifact": "policy", "train": metrics, "tokens": tokens, "seed": args.seed, "reference": c.reference_mode,
+        return {"artifact": "policy", "train": metrics, "tokens": tokens, "seed": args.seed,
+                "reference": "mpo_dpo_policy" if c.mpo_stage(k) == "rl" else c.reference_mode,
                 "policy_fingerprint": model_fingerprint(policy)}
 
     def phase_evaluate(self, k: int, rd: RoundDir) -> dict[str, Any]:
@@ -330,19 +348,21 @@ class OnlineRun:
         from selm.report import build_report
 
         # The one fork of the round: pairs (the DPO family) or rollouts (the RL family).
-        middle = ("rollout", self.phase_rollout) if self.config.trains_on_rollouts else ("pair", self.phase_pair)
-        phases = dict([("sample", self.phase_sample), ("judge", self.phase_judge), middle,
-                       ("train", self.phase_train), ("evaluate", self.phase_evaluate)])
+        def phases(k: int) -> dict[str, Any]:
+            middle = ("rollout", self.phase_rollout) if self.config.rollouts_in_round(k) else ("pair", self.phase_pair)
+            return dict([("sample", self.phase_sample), ("judge", self.phase_judge), middle,
+                         ("train", self.phase_train), ("evaluate", self.phase_evaluate)])
         rows: list[dict[str, Any]] = []
         for k in range(self.config.rounds + 1):
             rd = self.run_dir.round(k)
-            names = ("evaluate",) if k == 0 else tuple(phases)
+            round_phases = phases(k)
+            names = ("evaluate",) if k == 0 else tuple(round_phases)
             # The main process reads the manifest (and may invalidate a phase whose artifact changed).
             todo = run_on_main(self.accelerator, lambda: [n for n in names if not rd.is_done(n)])
             for name in todo:
                 torch.manual_seed(derived_seed(self.config.seed, k, name))
                 with self._phase(rd, name) as info:
-                    info.update(phases[name](k, rd))
+                    info.update(round_phases[name](k, rd))
             peak = max(gather_in_order(self.accelerator, [_peak_memory_gb()]))
             if self.is_main:
                 rd.set_info(peak_memory_gb=max(rd.manifest.get("peak_memory_gb") or 0.0, peak))
