@@ -14,13 +14,16 @@ def test_bench_tiny_writes_table_and_json(tmp_path, capsys):
     printed = capsys.readouterr().out
     report = json.loads(out.read_text())
     labels = [r["label"] for r in report["rows"]]
-    assert labels == ["selm+padding-free", "selm", "selm+lora+padding-free", "trl", "trl+lora", "naive", "sft"]
+    assert labels == ["selm+padding-free", "selm", "selm+lora+padding-free", "trl", "trl+lora", "naive", "sft",
+                      "selm+grpo+padding-free", "trl+grpo"]
     for r in report["rows"]:
         assert r["status"] in ("ok", "skipped"), r
         assert f"| tiny | {r['label']} |" in printed
     ok = {r["label"]: r for r in report["rows"] if r["status"] == "ok"}
-    assert {"selm", "selm+padding-free", "selm+lora+padding-free", "naive", "sft"} <= set(ok)
-    assert len({r["tokens_per_step"] for r in ok.values()}) == 1  # every system did the same work
+    assert {"selm", "selm+padding-free", "selm+lora+padding-free", "naive", "sft", "selm+grpo+padding-free"} <= set(ok)
+    # Every system did the same work: the DPO rows on the pairs, the GRPO rows on the rollouts.
+    assert len({r["tokens_per_step"] for r in ok.values() if "grpo" not in r["label"]}) == 1
+    assert len({r["tokens_per_step"] for r in ok.values() if "grpo" in r["label"]}) == 1
     assert report["ratios"]["preference_step_vs_sft_step"] == pytest.approx(
         ok["selm+padding-free" if "selm+padding-free" in ok else "selm"]["median_step_seconds"]
         / ok["sft"]["median_step_seconds"])

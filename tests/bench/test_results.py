@@ -43,6 +43,8 @@ ROWS = [
     row("trl", 20.0, peak=FLOOR + 4_000_000),
     row("trl+lora", 16.0, peak=5_000_000),
     row("sft", 4.0),
+    {**row("selm+grpo+padding-free", 2.0, tokens=1500, peak=FLOOR + 3_000_000), "notes": {"packed": True}},
+    row("trl+grpo", 5.0, tokens=1500, peak=FLOOR + 6_000_000),
     row("selm", 99.0, shape="other"),  # another shape never enters the ratios
 ]
 
@@ -58,6 +60,9 @@ def test_ratios_match_hand_computation():
     assert ratios["padding_free_speedup"] == pytest.approx(10.0 / 5.0)
     assert ratios["sampler_hf_vs_loop"] == pytest.approx(5.0)
     assert ratios["sampler_vllm_vs_hf"] is None
+    # GRPO: tokens/s (1500/2) / (1500/5) and the whole peak RSS (not above the floor).
+    assert ratios["grpo_update_tokens_per_s_vs_trl"] == pytest.approx(2.5)
+    assert ratios["grpo_peak_memory_vs_trl"] == pytest.approx((FLOOR + 3_000_000) / (FLOOR + 6_000_000))
     assert notes == {"sampler_vllm_vs_hf": "vllm: vllm is not installed"}
     assert set(ratios) == set(TARGETS)
 
@@ -70,6 +75,14 @@ def test_missing_rows_give_null_ratios_with_reasons():
     # Without padding-free, the padded selm row is the one compared with SFT.
     assert ratios["preference_step_vs_sft_step"] == pytest.approx(2.0)
     assert ratios["sampler_hf_vs_loop"] is None
+    assert ratios["grpo_update_tokens_per_s_vs_trl"] is None and "trl+grpo" in notes["grpo_update_tokens_per_s_vs_trl"]
+
+
+def test_grpo_ratios_use_the_padded_selm_row_when_packing_fell_back():
+    rows = [{**row("selm+grpo+padding-free", 1.0), "notes": {"packed": False}}, row("selm+grpo", 2.0),
+            row("trl+grpo", 4.0)]
+    ratios, _ = compute_ratios(rows, "big", None)
+    assert ratios["grpo_update_tokens_per_s_vs_trl"] == pytest.approx(2.0)
 
 
 def test_padding_free_row_that_fell_back_to_padding_is_not_used():
@@ -101,7 +114,7 @@ def test_run_plan_assembles_rows_skips_and_json_schema(monkeypatch):
 
     monkeypatch.setattr(run, "trl_available", lambda: False)
     monkeypatch.setattr(run, "padding_free_available", lambda: True)
-    calls = []
+    calls, logged = [], []
 
     def fake_measure(kind, spec):
         calls.append((kind, spec))
@@ -111,11 +124,15 @@ def test_run_plan_assembles_rows_skips_and_json_schema(monkeypatch):
         return {"status": "ok", **row(spec.label, seconds, shape=spec.shape), "notes": {"packed": spec.padding_free}}
 
     plan = BenchPlan([SystemSpec("selm", "big"), SystemSpec("selm", "big", padding_free=True),
-                      SystemSpec("trl", "big"), SystemSpec("sft", "big")], SamplerSpec("big"), "big")
-    report = run_plan(plan, fake_measure, log=lambda _: None)
+                      SystemSpec("trl", "big"), SystemSpec("sft", "big"),
+                      SystemSpec("trl", "big", objective="grpo")], SamplerSpec("big"), "big")
+    report = run_plan(plan, fake_measure, log=logged.append)
     assert [c[0] for c in calls] == ["train", "train", "train", "sampler"]  # trl was never started
-    assert [r["status"] for r in report["rows"]] == ["ok", "ok", "skipped", "ok"]
+    assert [r["status"] for r in report["rows"]] == ["ok", "ok", "skipped", "ok", "skipped"]
     assert "pip install" in report["rows"][2]["reason"]
+    assert report["rows"][4]["label"] == "trl+grpo" and report["rows"][4]["reason"] == report["rows"][2]["reason"]
+    # One line says so before anything is measured.
+    assert [line for line in logged if "trl is not installed" in line] == [logged[0]]
     assert report["ratios"]["padding_free_speedup"] == pytest.approx(2.0)
     assert report["ratios"]["preference_step_vs_sft_step"] == pytest.approx(5.0 / 8.0)
     assert report["ratios"]["train_tokens_per_s_vs_trl"] is None
@@ -144,9 +161,10 @@ def test_plans_measure_every_system_with_the_same_settings():
     quick = make_plan(quick=True, threads=1)
     assert quick.ratio_shape == "small" and {s.shape for s in quick.systems} == {"small"}
     assert [s.label for s in quick.systems] == ["selm+padding-free", "selm", "selm+lora+padding-free", "trl",
-                                                "trl+lora", "naive", "sft"]
+                                                "trl+lora", "naive", "sft", "selm+grpo+padding-free", "trl+grpo"]
+    assert {(s.objective, s.prompts, s.group_size) for s in quick.systems[-2:]} == {("grpo", 2, 4)}
     assert {(s.warmup, s.steps, s.threads, s.batch_pairs) for s in quick.systems} == {(2, 5, 1, 2)}
     assert quick.sampler.shape == "small" and quick.sampler.threads == 1
     full = make_plan(quick=False)
-    assert full.ratio_shape == "gemma3-270m" and [s.shape for s in full.systems[:7]] == ["gemma3-270m"] * 7
+    assert full.ratio_shape == "gemma3-270m" and [s.shape for s in full.systems[:9]] == ["gemma3-270m"] * 9
     assert full.sampler.shape == "gemma3-270m"

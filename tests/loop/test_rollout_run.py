@@ -212,3 +212,18 @@ def test_mpo_trains_dpo_on_easy_prompts_then_rl_on_difficult_ones_against_the_dp
     assert second["rollouts/prompts"] == second["mpo/difficult_prompts"]
     assert abs(second["rollout/kl"]) < 1e-4
     assert json.loads((out / "rounds" / "02" / "manifest.json").read_text())["phases"]["train"]["reference"] == "mpo_dpo_policy"
+
+
+def test_ppo_with_a_separate_critic_initialised_from_a_reward_model(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from selm.tasks.sources import resolve_model_source
+
+    rm = tmp_path / "rm"
+    AutoModelForSequenceClassification.from_pretrained(resolve_model_source("builtin:sort"), num_labels=1).save_pretrained(rm)
+    out = start_run(RECIPES / "ppo.yaml", SMALL + [f"rollouts.critic_model={rm}"], output=tmp_path / "run",
+                    progress=False)
+    for k in (1, 2):
+        policy = out / "rounds" / f"0{k}" / "policy"
+        assert (policy / "critic" / "model.safetensors").is_file() and not (policy / "value_head.safetensors").exists()
+    assert metrics(out)[2]["train/loss/value"] > 0

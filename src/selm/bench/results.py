@@ -21,6 +21,8 @@ TARGETS = {
     "padding_free_speedup": ">= 1.5",
     "sampler_hf_vs_loop": ">= 4",
     "sampler_vllm_vs_hf": ">= 2",
+    "grpo_update_tokens_per_s_vs_trl": ">= 1.3",
+    "grpo_peak_memory_vs_trl": "<= 1.0",
 }
 
 
@@ -76,6 +78,11 @@ def compute_ratios(rows: list[dict[str, Any]], shape: str, sampler: dict[str, An
     ratio("padding_free_speedup", packed, get("selm"),
           lambda a, b: b["median_step_seconds"] / a["median_step_seconds"],
           "no successful selm+padding-free row that really packed, or no selm row")
+    selm_grpo = packed_or_none(get("selm+grpo+padding-free")) or get("selm+grpo")
+    ratio("grpo_update_tokens_per_s_vs_trl", selm_grpo, get("trl+grpo"),
+          lambda a, b: a["tokens_per_second"] / b["tokens_per_second"], "no successful selm+grpo and trl+grpo rows")
+    ratio("grpo_peak_memory_vs_trl", selm_grpo, get("trl+grpo"),
+          lambda a, b: a["peak_rss_bytes"] / b["peak_rss_bytes"], "no successful selm+grpo and trl+grpo rows")
 
     backends = (sampler or {}).get("backends", {})
 

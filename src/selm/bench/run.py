@@ -24,6 +24,8 @@ from selm.bench.results import (
 from selm.bench.sampler import SamplerSpec
 from selm.bench.systems import SystemSpec
 
+TRL_MISSING = "trl is not installed (pip install -e '.[bench]')"
+
 
 @dataclass(frozen=True)
 class BenchPlan:
@@ -50,8 +52,12 @@ def _shape_systems(shape: str, warmup: int, steps: int, threads: int) -> list[Sy
     # selm with its defaults (padding-free) is the headline; padded selm is the padding-free baseline.
     variants = [("selm", False, True), ("selm", False, False), ("selm", True, True), ("trl", False, False),
                 ("trl", True, False), ("naive", False, False), ("sft", False, False)]
-    return [SystemSpec(system, shape, lora=lora, padding_free=packed, warmup=warmup, steps=steps, threads=threads)
-            for system, lora, packed in variants]
+    dpo = [SystemSpec(system, shape, lora=lora, padding_free=packed, warmup=warmup, steps=steps, threads=threads)
+           for system, lora, packed in variants]
+    # GRPO's update on fixed rollouts (generation excluded): selm with its defaults against TRL's GRPOTrainer.
+    grpo = [SystemSpec(system, shape, padding_free=packed, warmup=warmup, steps=steps, threads=threads,
+                       objective="grpo") for system, packed in (("selm", True), ("trl", False))]
+    return dpo + grpo
 
 
 def make_plan(quick: bool, shapes: list[str] | None = None, threads: int = 0) -> BenchPlan:
@@ -60,7 +66,8 @@ def make_plan(quick: bool, shapes: list[str] | None = None, threads: int = 0) ->
     Full: every system on the Gemma-3-270M shape (2 warm-up + 3 timed steps, 15–35 s a step; with one
     warm-up step the first timed step was still 1.6× the steady state) and on
     the small shape (2 + 5), the sampler on Gemma-3-270M. Quick (< 5 min on 2 CPU cores): every
-    system on the small shape and the sampler on the small shape.
+    system on the small shape and the sampler on the small shape. Each shape has the DPO rows and
+    the two GRPO rows (``selm+grpo+padding-free``, ``trl+grpo``).
     """
     if shapes is None:
         shapes = ["small"] if quick else ["gemma3-270m", "small"]
@@ -77,7 +84,7 @@ def make_plan(quick: bool, shapes: list[str] | None = None, threads: int = 0) ->
 
 def _skip_reason(spec: SystemSpec) -> str | None:
     if spec.system == "trl" and not trl_available():
-        return "trl is not installed (pip install -e '.[bench]')"
+        return TRL_MISSING
     if spec.padding_free and not padding_free_available():
         return "this selm has no padding-free switch (TrainingArguments.padding_free)"
     return None
@@ -88,6 +95,8 @@ def run_plan(plan: BenchPlan, measure: Callable[[str, Any], dict[str, Any]],
     """Run every measurement of ``plan`` through ``measure(kind, spec)`` and assemble the report dict."""
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
+    if any(spec.system == "trl" for spec in plan.systems) and not trl_available():
+        log(f"  {TRL_MISSING}: its rows (trl, trl+lora, trl+grpo) are skipped")
     for spec in plan.systems:
         reason = _skip_reason(spec)
         if reason:

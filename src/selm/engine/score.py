@@ -84,7 +84,7 @@ def score_tokens(
 
     The rollout trainer's one pass before its update epochs: the reference's log-probs, the
     sampling policy's when the sampler did not record them, and the critic's values. Arguments
-    as :func:`score_sequences`; ``value_head`` maps the policy's hidden states [M, H] to [M, 1].
+    as :func:`score_sequences`; ``value_head`` is a critic as :func:`sequence_stats` takes it.
 
     Returns:
         TokenScores with N tensors of shape [len(response_i)].

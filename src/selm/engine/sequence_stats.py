@@ -136,8 +136,10 @@ def sequence_stats(
             ``torch.autograd.grad``.
         per_token: also return the per-token log-probs (and entropies with ``with_entropy``) as
             [N, T] matrices (the rollout objectives' input).
-        value_head: a module mapping hidden states [M, H] to [M, 1] or [M]; when given, also
-            return its per-token values [N, T] (PPO's critic on the policy's trunk).
+        value_head: PPO's critic, called as ``value_head(hidden, batch)`` with the policy's hidden
+            states [M, H] that predict the response tokens; returns their values [M] (a head on
+            the policy's trunk reads ``hidden``, a separate value model runs on ``batch``). When
+            given, also return the per-token values [N, T].
 
     Returns:
         SequenceStats with [N] tensors; gradients flow into ``logps`` (and ``entropy``/``kl``/
@@ -193,7 +195,7 @@ def sequence_stats(
     matrix = _TokenMatrix(seq_index, n) if per_token or value_head is not None else None
     values = None
     if value_head is not None:
-        values = value_head(hidden).reshape(-1)
+        values = value_head(hidden, batch).reshape(-1)
         values = matrix(values.to(torch.promote_types(values.dtype, torch.float32)))
     return SequenceStats(
         logps=per_sequence(token_logps),

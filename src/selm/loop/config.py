@@ -110,7 +110,10 @@ class RolloutsConfig(RolloutRules):
         "grpo", description="advantage estimator: grpo, dr_grpo, rloo, reinforce_pp, reinforce_pp_baseline, gae "
                             "(PPO's critic), or {name: ..., hyperparameters}")
     critic_learning_rate: float | None = Field(
-        None, gt=0, description="PPO: the value head's peak learning rate; default train.learning_rate")
+        None, gt=0, description="PPO: the critic's peak learning rate; default train.learning_rate")
+    critic_model: str | None = Field(
+        None, description="PPO: a separate critic initialised from this reward model (selm reward-model train; "
+                          "same tokenizer as the policy); default: a value head on the policy's trunk")
 
     @field_validator("advantage")
     @classmethod
@@ -311,6 +314,8 @@ class RunConfig(WithObjective):
         if critic and "values" not in estimator.requires:
             raise ValueError(f"objective '{objective.name}' trains a critic, whose targets come from the gae "
                              f"estimator: set rollouts.advantage: gae (got '{estimator.name}')")
+        if self.rollouts.critic_model is not None and not critic:
+            raise ValueError(f"rollouts.critic_model is PPO's critic: objective '{objective.name}' trains none")
         if "values" in estimator.requires and not critic:
             raise ValueError(f"rollouts.advantage gae needs a critic: use objective ppo (got '{objective.name}')")
         if self.rollouts.overlong_cache_length > self.sampling.max_new_tokens:

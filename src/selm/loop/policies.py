@@ -17,15 +17,17 @@ from typing import Any
 import torch
 
 from selm.engine import ReferencePolicy, unwrap_causal_lm
+from selm.errors import UserError
 from selm.io import atomic_write_bytes, replace_dir_atomically
 from selm.loop.config import RunConfig
 from selm.loop.seeds import derived_seed
 from selm.modeling.loading import load_causal_lm
 from selm.modeling.lora import apply_lora
 from selm.modeling.soup import load_soup_member, soup_model
-from selm.modeling.value_head import ValueHead, load_value_head, save_value_head
+from selm.modeling.value_head import ValueHead
 from selm.rundir import RunDir
 from selm.tasks.sources import resolve_model_source
+from selm.train.critic import load_value_model, save_critic, saved_critic
 
 EMA_FILE = "reference_ema.safetensors"
 
@@ -87,7 +89,7 @@ class RoundPolicies:
         self._round = None
         return model
 
-    def save(self, k: int, model: torch.nn.Module, value_head: ValueHead | None = None) -> None:
+    def save(self, k: int, model: torch.nn.Module, critic: torch.nn.Module | None = None) -> None:
         """Write ``model`` (and PPO's critic) as round k's policy (main process) and keep it in
         memory as round k."""
         if self.is_main:
@@ -95,18 +97,25 @@ class RoundPolicies:
                 model.save_pretrained(folder, safe_serialization=True)
                 if self.config.lora is None:
                     self.tokenizer.save_pretrained(folder)
-                if value_head is not None:
-                    save_value_head(value_head, folder)
+                if critic is not None:
+                    save_critic(critic, folder)
 
             replace_dir_atomically(self.path(k), build)
         self._model, self._round = model, k
 
-    def value_head(self, k: int, policy: torch.nn.Module) -> ValueHead:
-        """PPO's critic at the end of round k (saved with its policy), or a new zero-initialised
-        one sized for ``policy`` where none was saved (round 0)."""
-        hidden_size = unwrap_causal_lm(policy).config.hidden_size
-        saved = load_value_head(self.path(k), hidden_size) if k > 0 else None
-        return (saved or ValueHead(hidden_size)).to(self.device)
+    def critic(self, k: int, policy: torch.nn.Module) -> torch.nn.Module:
+        """PPO's critic at the end of round k (saved with its policy); where none was saved (round 0):
+        a value model initialised from ``rollouts.critic_model``, else a zero-initialised value
+        head on ``policy``'s trunk."""
+        c = self.config
+        lm = unwrap_causal_lm(policy)
+        saved = saved_critic(self.path(k), lm.config.hidden_size, dtype=c.train.dtype) if k > 0 else None
+        if saved is None and c.rollouts.critic_model is not None:
+            saved = load_value_model(resolve_model_source(c.rollouts.critic_model), dtype=c.train.dtype)
+            if saved.model.config.vocab_size != lm.config.vocab_size:
+                raise UserError(f"rollouts.critic_model: its vocabulary ({saved.model.config.vocab_size} tokens) is "
+                                f"not the policy's ({lm.config.vocab_size}); the critic reads the policy's tokens")
+        return (saved if saved is not None else ValueHead(lm.config.hidden_size)).to(self.device)
 
     def _load(self, k: int) -> torch.nn.Module:
         c = self.config

@@ -289,7 +289,7 @@ class OnlineRun:
         torch.manual_seed(derived_seed(c.seed, k, "train"))
         policy = self.policies.for_training(k - 1)
         reference = self.policies.reference_for_round(k, policy)
-        critic = self.policies.value_head(k - 1, policy) if "values" in self.objective.requires else None
+        critic = self.policies.critic(k - 1, policy) if "values" in self.objective.requires else None
         args = c.train.model_copy(update={"seed": derived_seed(c.seed, k, "train-order")})
         ckpt_dir = rd.file("train")
         trainer = RolloutTrainer(policy, self.objective, args, rollouts, self.tokenizer.pad_token_id,
@@ -301,7 +301,7 @@ class OnlineRun:
         policy, critic = trainer.policy, trainer.value_head if critic is not None else None
         del trainer
         self.accelerator.free_memory()
-        self.policies.save(k, policy, value_head=critic)
+        self.policies.save(k, policy, critic=critic)
         if self.is_main:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
         tokens = sum(len(r.response_ids) for r in rollouts) * max(1, round(c.train.num_train_epochs))

@@ -73,12 +73,29 @@ def load_causal_lm(
     """Load a causal LM (``AutoModelForCausalLM``) in the given dtype, safetensors-only by default."""
     from transformers import AutoModelForCausalLM
 
+    return _load_pretrained(AutoModelForCausalLM, name_or_path, dtype, trust_remote_code, allow_pickle, **kwargs)
+
+
+def load_sequence_classifier(
+    name_or_path: str,
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+) -> torch.nn.Module:
+    """Load a reward model (``AutoModelForSequenceClassification``) as ``load_causal_lm`` loads a policy."""
+    from transformers import AutoModelForSequenceClassification
+
+    return _load_pretrained(AutoModelForSequenceClassification, name_or_path, dtype, trust_remote_code, allow_pickle)
+
+
+def _load_pretrained(auto_class: Any, name_or_path: str, dtype: str, trust_remote_code: bool, allow_pickle: bool,
+                     **kwargs: Any) -> torch.nn.Module:
     if is_gguf(name_or_path):
         name_or_path = str(ensure_gguf_model(name_or_path))
     _check_source(name_or_path, "model")
     check_weights(name_or_path, allow_pickle)
     try:
-        return AutoModelForCausalLM.from_pretrained(
+        return auto_class.from_pretrained(
             str(Path(name_or_path).expanduser()) if _looks_local(name_or_path) else name_or_path,
             dtype=resolve_dtype(dtype),
             trust_remote_code=trust_remote_code,

@@ -27,7 +27,8 @@ class ValueHead(torch.nn.Module):
         torch.nn.init.zeros_(self.linear.weight)
         torch.nn.init.zeros_(self.linear.bias)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, batch: object = None) -> torch.Tensor:
+        """hidden [M, H] -> [M]; ``batch`` is unused (a separate value model reads it instead)."""
         return self.linear(hidden.to(self.linear.weight.dtype)).squeeze(-1)
 
 

@@ -39,13 +39,12 @@ from selm.errors import UserError
 from selm.eval.keys import STEP_HEADLINE
 from selm.io import read_jsonl, replace_dir_atomically, write_jsonl
 from selm.modeling.loading import model_fingerprint
-from selm.modeling.value_head import FILE as VALUE_HEAD_FILE
-from selm.modeling.value_head import save_value_head
 from selm.objectives import Objective, ObjectiveOutput, PreferenceBatch
 from selm.objectives.fields import CLIPPED_RATIO_FIELDS, PREFERENCE_FIELDS, ReferenceUse, Source
 from selm.objectives.rollout import StepTotals
 from selm.optim import adamw, transformers_schedule
 from selm.train.config import TrainingArguments
+from selm.train.critic import restore_critic, save_critic
 from selm.train.diagnostics import pair_gradient_stats
 from selm.train.packing_check import resolve_packing
 from selm.train.reference_cache import cached_reference_logps
@@ -250,20 +249,18 @@ class Trainer:
         return {}
 
     def save_extra(self, folder: Path) -> None:
-        """Write what a checkpoint holds besides the policy, optimizer and counters."""
+        """Write what a checkpoint holds besides the policy, optimizer and counters: the critic."""
         if hasattr(self.accelerator.unwrap_model(self.model), "value_head"):
-            save_value_head(self.value_head, folder)
+            save_critic(self.value_head, folder)
 
     def load_extra(self, folder: Path) -> None:
         """Restore what ``save_extra`` wrote."""
         if hasattr(self.accelerator.unwrap_model(self.model), "value_head"):
-            from safetensors.torch import load_file
-
-            self.value_head.load_state_dict(load_file(str(folder / VALUE_HEAD_FILE)))
+            restore_critic(self.value_head, folder)
 
     @property
     def value_head(self) -> torch.nn.Module:
-        """The critic being trained (PPO)."""
+        """The critic being trained (PPO): a value head on the policy, or a separate value model."""
         return self.accelerator.unwrap_model(self.model).value_head
 
     # ----- setup -------------------------------------------------------------------------------
