@@ -161,3 +161,16 @@ def test_ppo_trains_the_critic_at_its_own_rate_and_checkpoints_it(tmp_path):
                         tmp_path=tmp_path, critic_learning_rate=1e-2, max_steps=2)
     again.load_checkpoint(checkpoint)
     assert again.global_step == 1 and float(fresh_head.linear.weight.abs().sum()) > 0
+
+
+def test_an_entropy_bonus_reads_per_token_entropies_from_the_engine():
+    model = model64()
+    trainer = trainer_for(model, get_objective("grpo", beta=0.0, entropy_coef=0.01), get_advantage_estimator("grpo"))
+    trainer.prepare()
+    batch = trainer.rollout_batch([0, 3], train=False)
+    for row, r in zip(batch.token_entropies, (ROLLOUTS[0], ROLLOUTS[3])):
+        logp = torch.log_softmax(model(input_ids=torch.tensor([r.prompt_ids + r.response_ids])).logits[0], -1)
+        want = torch.stack([-(logp[len(r.prompt_ids) + t - 1].exp() * logp[len(r.prompt_ids) + t - 1]).sum()
+                            for t in range(len(r.response_ids))])
+        torch.testing.assert_close(row[:len(want)], want.detach(), rtol=0, atol=1e-10)
+    assert "entropy" in trainer.objective(batch).metrics
