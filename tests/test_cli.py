@@ -40,6 +40,7 @@ def test_objectives_lists_the_registry(capsys):
     assert main(["objectives"]) == 0
     out = capsys.readouterr().out
     assert "selm" in out and "SELM(beta=0.01, alpha=0.001)" in out and "simpo" in out
+    assert "advantage estimators" in out and "GAEAdvantage(kl_coef=0.05, gamma=1.0, lam=0.95, whiten=True)" in out
 
 
 def test_help_config_prints_every_key_with_type_default_and_meaning(capsys):

@@ -74,12 +74,16 @@ def _cmd_reward_model_train(ns: argparse.Namespace) -> int:
 
 def _cmd_objectives(ns: argparse.Namespace) -> int:
     from selm.objectives import available_objectives, get_objective
+    from selm.objectives.advantages import available_advantage_estimators, get_advantage_estimator
 
     names = available_objectives()
-    width = max(map(len, names))
+    width = max(map(len, names + available_advantage_estimators()))
     for name in names:
         objective = get_objective(name)
         print(f"{name:{width}s} {objective!r}  requires: {', '.join(sorted(objective.requires)) or '-'}")
+    print("\nadvantage estimators (rollouts.advantage, for grpo / rloo / ppo / pama):")
+    for name in available_advantage_estimators():
+        print(f"{name:{width}s} {get_advantage_estimator(name)!r}")
     return 0
 
 

@@ -105,6 +105,8 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, uninterrupted,
     (["objective={name: grpo, beta: 0}", "reference=initial", "rollouts.advantage={name: rloo, kl_coef: 0.1}",
       "sampling.n=1"], "rollouts.advantage 'rloo' compares the samples of each prompt"),
     (["objective={name: grpo, beta: 0}", "reference=none", "rollouts.advantage=nope"], "unknown advantage estimator"),
+    (["objective=rloo", "reference=none", "rollouts.advantage=rloo"],
+     "rollouts.advantage 'rloo' puts the KL to the reference in the reward (kl_coef 0.05): set reference"),
 ])
 def test_bad_rl_configs_are_one_clear_line(overrides, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

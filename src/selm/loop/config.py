@@ -259,6 +259,10 @@ class RunConfig(WithObjective):
     def _consistent(self) -> "RunConfig":
         objective = self.built_objective
         named = self.mpo.built_objective if self.mpo is not None else objective
+        if self.needs_reference and self.reference == "none" and not named.needs_reference:
+            estimator = self.rollouts.estimator
+            raise ValueError(f"rollouts.advantage '{estimator.name}' puts the KL to the reference in the reward "
+                             f"(kl_coef {estimator.kl_coef}): set reference (e.g. initial) or kl_coef: 0")
         if self.needs_reference and self.reference == "none":
             raise ValueError(f"objective '{named.name}' needs a reference; reference: none is impossible")
         if not self.needs_reference and self.reference != "none":
