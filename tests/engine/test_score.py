@@ -74,10 +74,12 @@ def test_nothing_to_score() -> None:
 
 def test_score_tokens_returns_each_response_s_tokens_summing_to_score_sequences():
     from selm.engine import score_tokens
+    from selm.modeling.value_head import ValueHead
 
     torch.manual_seed(0)
     model = build_tiny_model(vocab_size=97)
-    head = torch.nn.Linear(model.config.hidden_size, 1)
+    head = ValueHead(model.config.hidden_size)
+    torch.nn.init.normal_(head.linear.weight)
     sequences = [([5, 6, 7], [8, 9]), ([3], [4, 10, 11, 12]), ([13, 14], [15])]
     scores = score_tokens(model, sequences, pad_token_id=0, value_head=head, batch_size=2)
     assert [len(x) for x in scores.logps] == [2, 4, 1] == [len(v) for v in scores.values]

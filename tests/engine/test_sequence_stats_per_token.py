@@ -6,6 +6,14 @@ from selm.engine import collate_sequences, pack_sequences, sequence_stats
 from selm.modeling.tiny import build_tiny_model
 
 VOCAB = 97
+
+
+class LinearCritic(torch.nn.Linear):
+    """A critic as the engine calls it, ``critic(hidden, batch)``, reading only the hidden states."""
+
+    def forward(self, hidden, batch=None):
+        return super().forward(hidden)
+
 SEQUENCES = [([5, 6, 7], [8, 9]), ([3], [4, 10, 11, 12]), ([13, 14], [15])]
 
 
@@ -40,7 +48,7 @@ def test_per_token_logps_and_entropies_match_full_logits_padded_and_packed():
 def test_value_head_reads_the_hidden_state_that_predicts_each_token():
     torch.manual_seed(0)
     model = build_tiny_model(vocab_size=VOCAB).double()
-    head = torch.nn.Linear(model.config.hidden_size, 1, dtype=torch.float64)
+    head = LinearCritic(model.config.hidden_size, 1, dtype=torch.float64)
     stats = sequence_stats(model, collate_sequences(SEQUENCES, pad_token_id=0), value_head=head)
     for i, (prompt, response) in enumerate(SEQUENCES):
         hidden = model.model(input_ids=torch.tensor([prompt + response])).last_hidden_state[0]
@@ -52,7 +60,7 @@ def test_value_head_reads_the_hidden_state_that_predicts_each_token():
 def test_per_token_outputs_carry_gradients():
     torch.manual_seed(0)
     model = build_tiny_model(vocab_size=VOCAB)
-    head = torch.nn.Linear(model.config.hidden_size, 1)
+    head = LinearCritic(model.config.hidden_size, 1)
     stats = sequence_stats(model, collate_sequences(SEQUENCES, pad_token_id=0), per_token=True, value_head=head)
     (stats.token_logps.sum() + stats.values.sum()).backward()
     assert head.weight.grad is not None and model.lm_head.weight.grad is not None
