@@ -144,7 +144,7 @@ class _HelpConfig(argparse.Action):
 def _cmd_bench(ns: argparse.Namespace) -> int:
     from selm.bench.run import run_bench
 
-    run_bench(quick=ns.quick, json_path=ns.json, shapes=ns.shapes, threads=ns.threads)
+    run_bench(quick=ns.quick, json_path=ns.json, shapes=ns.shapes, threads=ns.threads, objectives=ns.objectives)
     return 0
 
 
@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="FILE", help="also write every measurement and the ratios as JSON")
     bench.add_argument("--shapes", nargs="+", choices=["gemma3-270m", "small", "tiny"],
                        help="model shapes to measure (default: both, or small with --quick); ratios use the first")
+    bench.add_argument("--objectives", nargs="+", choices=["dpo", "grpo"],
+                       help="only these objectives' training rows (no sampler rows); default: all rows")
     bench.add_argument("--threads", type=int, default=0, metavar="N",
                        help="torch threads in each measuring process (default: torch's choice, all cores)")
     bench.set_defaults(func=_cmd_bench)

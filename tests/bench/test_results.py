@@ -168,3 +168,6 @@ def test_plans_measure_every_system_with_the_same_settings():
     full = make_plan(quick=False)
     assert full.ratio_shape == "gemma3-270m" and [s.shape for s in full.systems[:9]] == ["gemma3-270m"] * 9
     assert full.sampler.shape == "gemma3-270m"
+    grpo = make_plan(quick=False, shapes=["gemma3-270m"], objectives=["grpo"])
+    assert [s.label for s in grpo.systems] == ["selm+grpo+padding-free", "trl+grpo"] and grpo.sampler is None
+    assert {(s.shape, s.warmup, s.steps) for s in grpo.systems} == {("gemma3-270m", 2, 3)}

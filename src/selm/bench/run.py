@@ -60,14 +60,16 @@ def _shape_systems(shape: str, warmup: int, steps: int, threads: int) -> list[Sy
     return dpo + grpo
 
 
-def make_plan(quick: bool, shapes: list[str] | None = None, threads: int = 0) -> BenchPlan:
+def make_plan(quick: bool, shapes: list[str] | None = None, threads: int = 0,
+              objectives: list[str] | None = None) -> BenchPlan:
     """The default measurements.
 
     Full: every system on the Gemma-3-270M shape (2 warm-up + 3 timed steps, 15–35 s a step; with one
     warm-up step the first timed step was still 1.6× the steady state) and on
     the small shape (2 + 5), the sampler on Gemma-3-270M. Quick (< 5 min on 2 CPU cores): every
     system on the small shape and the sampler on the small shape. Each shape has the DPO rows and
-    the two GRPO rows (``selm+grpo+padding-free``, ``trl+grpo``).
+    the two GRPO rows (``selm+grpo+padding-free``, ``trl+grpo``). ``objectives`` (e.g. ``["grpo"]``)
+    keeps only the rows of those objectives and drops the sampler; None: everything.
     """
     if shapes is None:
         shapes = ["small"] if quick else ["gemma3-270m", "small"]
@@ -75,6 +77,9 @@ def make_plan(quick: bool, shapes: list[str] | None = None, threads: int = 0) ->
     for shape in shapes:
         large = shape == "gemma3-270m"
         systems += _shape_systems(shape, warmup=2, steps=3 if large else 5, threads=threads)
+    if objectives is not None:
+        systems = [spec for spec in systems if spec.objective in objectives]
+        return BenchPlan(systems, None, ratio_shape=shapes[0])
     sampler_shape = shapes[0]
     large = sampler_shape == "gemma3-270m"
     sampler = SamplerSpec(sampler_shape, prompts=8 if large else 16, max_new_tokens=32, batch_size=16,
@@ -140,18 +145,24 @@ def machine_info() -> dict[str, Any]:
 
 
 def run_bench(quick: bool = False, json_path: str | Path | None = None, shapes: list[str] | None = None,
-              threads: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Plan, measure (one child process per measurement), print the tables and write the JSON."""
+              threads: int = 0, log: Callable[[str], None] = print, objectives: list[str] | None = None,
+              command: str | None = None) -> dict[str, Any]:
+    """Plan, measure (one child process per measurement), print the tables and write the JSON.
+
+    ``objectives`` restricts the rows (see ``make_plan``); ``command`` is what the JSON records as
+    the command (default: ``selm`` and this process's arguments).
+    """
     from selm.bench.worker import run_isolated
 
-    plan = make_plan(quick, shapes, threads)
+    plan = make_plan(quick, shapes, threads, objectives)
     info = machine_info()
-    log(f"selm bench{' --quick' if quick else ''}: {len(plan.systems)} training measurements + sampling, "
-        f"one process each (load average {info['load_average_at_start'][0]:.2f})")
+    log(f"selm bench{' --quick' if quick else ''}: {len(plan.systems)} training measurements"
+        f"{' + sampling' if plan.sampler else ''}, one process each "
+        f"(load average {info['load_average_at_start'][0]:.2f})")
     report = run_plan(plan, run_isolated, log)
-    report = {"ratios": report.pop("ratios"), **report, "command": " ".join(["selm", *sys.argv[1:]]),
+    report = {"ratios": report.pop("ratios"), **report, "command": command or " ".join(["selm", *sys.argv[1:]]),
               "date": _dt.date.today().isoformat(), "quick": quick, "threads_per_measurement": threads or None,
-              "machine": {**info, "load_average_at_end": list(os.getloadavg())}}
+              "objectives": objectives, "machine": {**info, "load_average_at_end": list(os.getloadavg())}}
     log("\n" + format_table(report["rows"]))
     if report["sampler"] and report["sampler"].get("status") == "ok":
         log("\n" + format_sampler_table(report["sampler"]))
