@@ -277,6 +277,15 @@ class RunConfig(WithObjective):
                                  f"the RL stage needs at least one round")
             if self.sampling.n < 2:
                 raise ValueError("mpo: the score gap needs sampling.n >= 2")
+        if self.warmup_sft is not None and self.task is None:
+            raise ValueError("warmup_sft needs a built-in task (its demonstrations are the SFT data)")
+        if self.task is None and (self.prompts.train is None or self.prompts.eval is None):
+            raise ValueError("without a built-in task, set prompts.train and prompts.eval")
+        if self.eval.reliability and self.task is None:
+            raise ValueError("eval.reliability compares the judge with the task's gold reward: set a built-in task")
+        if self.eval.reliability and self.rollouts.filter != "none" and self.eval.samples_per_prompt < 2:
+            raise ValueError(f"eval.reliability with rollouts.filter {self.rollouts.filter} filters each held-out "
+                             f"prompt's samples: eval.samples_per_prompt must be >= 2")
         if self.trains_on_rollouts:
             return self._consistent_rollouts()
         if "explore" in objective.response_roles and self.sampling.explore == "none":
@@ -300,10 +309,6 @@ class RunConfig(WithObjective):
             raise ValueError(f"objective '{objective.name}': the leave-one-out KL needs sampling.n >= 2 online samples")
         if self.sail is not None and self.sail.pp + self.sail.pr > 0 and self.sampling.n < 2:
             raise ValueError("sail: the pp and pr routes need sampling.n >= 2 policy samples")
-        if self.warmup_sft is not None and self.task is None:
-            raise ValueError("warmup_sft needs a built-in task (its demonstrations are the SFT data)")
-        if self.task is None and (self.prompts.train is None or self.prompts.eval is None):
-            raise ValueError("without a built-in task, set prompts.train and prompts.eval")
         return self
 
     def _consistent_rollouts(self) -> "RunConfig":
@@ -335,15 +340,6 @@ class RunConfig(WithObjective):
         if self.sail is not None or self.self_judge is not None or self.prompts.dataset_responses:
             raise ValueError(f"objective '{objective.name}' trains on rollouts: sail, self_judge and "
                              f"prompts.dataset_responses are for pair objectives")
-        if self.warmup_sft is not None and self.task is None:
-            raise ValueError("warmup_sft needs a built-in task (its demonstrations are the SFT data)")
-        if self.task is None and (self.prompts.train is None or self.prompts.eval is None):
-            raise ValueError("without a built-in task, set prompts.train and prompts.eval")
-        if self.eval.reliability and self.task is None:
-            raise ValueError("eval.reliability compares the judge with the task's gold reward: set a built-in task")
-        if self.eval.reliability and self.rollouts.filter != "none" and self.eval.samples_per_prompt < 2:
-            raise ValueError(f"eval.reliability with rollouts.filter {self.rollouts.filter} filters each held-out "
-                             f"prompt's samples: eval.samples_per_prompt must be >= 2")
         return self
 
     @property

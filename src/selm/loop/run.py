@@ -232,6 +232,21 @@ class OnlineRun:
         return [samples[i] for i in keep], [scores[i] for i in keep], {
             "mpo/easy_prompts": len(easy), "mpo/difficult_prompts": len(difficult)}
 
+    def _carry_over(self, k: int, why: str) -> None:
+        """Nothing to train on in round k: its policy is the round-start one, saved again."""
+        if self.is_main:
+            warnings.warn(f"round {k}: {why}; the policy is carried over unchanged")
+        self.policies.save(k, self.policies.policy(k - 1))
+
+    def _save_trained(self, k: int, policy: torch.nn.Module, ckpt_dir: Path, critic: torch.nn.Module | None = None
+                      ) -> None:
+        """Save round k's trained policy (and critic) and drop its checkpoints. The caller has
+        dropped its trainer: the accelerator frees what it prepared (wrapper, optimizer)."""
+        self.accelerator.free_memory()
+        self.policies.save(k, policy, critic=critic)
+        if self.is_main:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+
     def _train_pairs(self, k: int, rd: RoundDir) -> dict[str, Any]:
         c = self.config
         objective = c.objective_for_round(k)
@@ -242,9 +257,7 @@ class OnlineRun:
             objective.load_state_dict(state)
         pairs = tokenized_pairs(read_rows(rd.file("pairs.jsonl"), PairRow))
         if not pairs:
-            if self.is_main:
-                warnings.warn(f"round {k}: no preference pairs (all ties?); the policy is carried over unchanged")
-            self.policies.save(k, self.policies.policy(k - 1))
+            self._carry_over(k, "no preference pairs (all ties?)")
             return {"artifact": "policy", "train": {}, "tokens": 0, "objective_state": objective.state_dict()}
 
         def logps(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -267,12 +280,8 @@ class OnlineRun:
         result = trainer.train(resume_from_checkpoint=latest_checkpoint(ckpt_dir), log_file=rd.file("train_log.jsonl"))
         before = trainer.reference_logps if before is None else before
         policy = trainer.policy
-        # The accelerator keeps what it prepared: drop this round's wrapper and optimizer.
         del trainer
-        self.accelerator.free_memory()
-        self.policies.save(k, policy)
-        if self.is_main:
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        self._save_trained(k, policy, ckpt_dir)
         tokens = sum(len(p.chosen_ids) + len(p.rejected_ids) for p in pairs) * max(1, round(c.train.num_train_epochs))
         return {"artifact": "policy", "train": round_train_metrics(result, before, logps(policy)), "tokens": tokens,
                 "seed": args.seed, "reference": c.reference_mode, "policy_fingerprint": model_fingerprint(policy),
@@ -282,9 +291,7 @@ class OnlineRun:
         c = self.config
         rollouts = tokenized_rollouts(read_rows(rd.file("rollouts.jsonl"), RolloutRow))
         if not rollouts:
-            if self.is_main:
-                warnings.warn(f"round {k}: no rollouts (every prompt filtered out?); the policy is carried over unchanged")
-            self.policies.save(k, self.policies.policy(k - 1))
+            self._carry_over(k, "no rollouts (every prompt filtered out?)")
             return {"artifact": "policy", "train": {}, "tokens": 0}
         torch.manual_seed(derived_seed(c.seed, k, "train"))
         policy = self.policies.for_training(k - 1)
@@ -300,10 +307,7 @@ class OnlineRun:
         metrics = {**round_train_metrics(result), **trainer.rollout_metrics}
         policy, critic = trainer.policy, trainer.value_head if critic is not None else None
         del trainer
-        self.accelerator.free_memory()
-        self.policies.save(k, policy, critic=critic)
-        if self.is_main:
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        self._save_trained(k, policy, ckpt_dir, critic)
         tokens = sum(len(r.response_ids) for r in rollouts) * max(1, round(c.train.num_train_epochs))
         return {"artifact": "policy", "train": metrics, "tokens": tokens, "seed": args.seed,
                 "reference": "mpo_dpo_policy" if c.mpo_stage(k) == "rl" else c.reference_mode,
