@@ -30,14 +30,22 @@ def gather_in_order(accelerator: Any, local: list[R]) -> list[R]:
     return gather_object(local)
 
 
-def map_sharded(accelerator: Any, items: Sequence[T], fn: Callable[[list[T]], list[R]]) -> list[R]:
+def map_sharded(accelerator: Any, items: Sequence[T], fn: Callable[[list[T]], list[R]],
+                equal_shards: bool = False) -> list[R]:
     """``fn`` over this process's contiguous shard of ``items``; every process gets all results in order.
 
-    ``fn`` must return one result per item and must not use collectives (processes may get empty
-    shards, in which case ``fn`` is not called).
+    ``fn`` must return one result per item. Without ``equal_shards`` it must not use collectives
+    (processes may get empty shards, in which case ``fn`` is not called). With it, every process
+    calls ``fn`` on ⌈n / processes⌉ items, a short shard padded with copies of an item whose
+    results are dropped, so ``fn`` may run a sharded model's forwards in lockstep.
     """
     lo, hi = shard_bounds(len(items), accelerator.process_index, accelerator.num_processes)
-    local = fn(list(items[lo:hi])) if hi > lo else []
+    shard = list(items[lo:hi])
+    if equal_shards and items:
+        size = -(-len(items) // accelerator.num_processes)
+        local = fn(shard + [items[lo if hi > lo else 0]] * (size - len(shard)))[:len(shard)]
+    else:
+        local = fn(shard) if shard else []
     return gather_in_order(accelerator, local)
 
 

@@ -3,10 +3,13 @@ what a 2-process and a 1-process run trained."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,34 +20,67 @@ REPO = Path(__file__).parents[2]
 TIMEOUT_S = 300
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _launch(nproc: int, args: list[str]) -> subprocess.CompletedProcess:
-    """``python -m torch.distributed.run --nproc_per_node N -m selm ARGS`` in the repository root.
+def launch_command(nproc: int, args: list[str], port: int | None = None, nnodes: int = 1,
+                   node_rank: int = 0) -> list[str]:
+    """``python -m torch.distributed.run ... -m selm ARGS``: ``nproc`` processes on each of ``nnodes``
+    nodes (this one is ``node_rank``), meeting at 127.0.0.1."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--node_rank", str(node_rank),
+            "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1", "--master_port",
+            str(port or free_port()), "-m", "selm", *args]
 
-    One thread per process in both the 1- and 2-process runs, so that matmuls reduce in the same
-    order and the runs are comparable bit for bit up to the data-parallel split itself.
-    """
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
-               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "selm", *args]
-    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
-    assert proc.returncode == 0, f"{' '.join(command)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+
+def launch_env(**extra: str) -> dict[str, str]:
+    """One thread per process in every run, so that matmuls reduce in the same order and the runs
+    are comparable bit for bit up to the data-parallel split itself."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **extra}
+
+
+def _launch(nproc: int, args: list[str], check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    """Run ``selm ARGS`` as ``nproc`` processes in the repository root; with ``check``, it must succeed."""
+    command = launch_command(nproc, args)
+    proc = subprocess.run(command, cwd=REPO, env=launch_env(**env), capture_output=True, text=True, timeout=TIMEOUT_S)
+    if check:
+        assert proc.returncode == 0, f"{' '.join(command)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc
 
 
-@pytest.fixture
-def launch() -> Callable[[int, list[str]], subprocess.CompletedProcess]:
+@pytest.fixture(scope="session")
+def launch() -> Callable[..., subprocess.CompletedProcess]:
     return _launch
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+def write_sort_recipe(folder: Path, name: str, per_device: int, extra: str = "",
+                      model: str = "builtin:sort") -> Path:
+    """A `selm train` recipe: a full epoch of 229 train pairs (27 of 256 held out) in global batches
+    of 8 (per-device batch × 2 accumulation × processes): 28 full steps and a short last one of 5
+    pairs, which 2 processes split 3 + 2 (the second pads a micro-batch). Learning rate 1e-3."""
+    path = folder / f"{name}.yaml"
+    path.write_text(f"""model_name_or_path: {model}
+dataset: {REPO / 'examples' / 'data' / 'sort-preferences.jsonl'}
+eval_split_ratio: 0.1055
+objective: {{name: selm, beta: 0.1, alpha: 0.001}}
+output_dir: {folder / name}
+train: {{learning_rate: 1.0e-3, per_device_train_batch_size: {per_device}, gradient_accumulation_steps: 2,
+        num_train_epochs: 1, max_length: 64, logging_steps: 1, warmup_ratio: 0.0, dtype: float32,
+        reference_cache_dir: {folder / 'cache' / name}{extra}}}
+""")
+    return path
+
+
+def train_log(folder: Path) -> list[dict]:
+    """The step entries of a `selm train` output folder's train_log.jsonl."""
+    return [e for e in map(json.loads, (folder / "train_log.jsonl").read_text().splitlines()) if "loss" in e]
 
 
 def assert_same_training(one: dict[str, torch.Tensor], two: dict[str, torch.Tensor],
@@ -70,3 +106,34 @@ def assert_same_training(one: dict[str, torch.Tensor], two: dict[str, torch.Tens
 @pytest.fixture
 def same_training() -> Callable[..., None]:
     return assert_same_training
+
+
+@pytest.fixture(scope="session")
+def sort_recipe() -> Callable[..., Path]:
+    return write_sort_recipe
+
+
+@pytest.fixture(scope="session")
+def read_train_log() -> Callable[[Path], list[dict]]:
+    return train_log
+
+
+def _kill_when(nproc: int, args: list[str], target: Path, timeout: float = TIMEOUT_S) -> None:
+    """Start ``selm ARGS`` as ``nproc`` processes and SIGKILL all of them (launcher included) as
+    soon as ``target`` exists."""
+    proc = subprocess.Popen(launch_command(nproc, args), cwd=REPO, env=launch_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while not target.exists():
+            assert proc.poll() is None, f"the run ended before {target} appeared: {proc.stderr.read()[-3000:]}"
+            assert time.monotonic() < deadline, f"{target} did not appear in {timeout} s"
+            time.sleep(0.005)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def kill_when() -> Callable[..., None]:
+    return _kill_when

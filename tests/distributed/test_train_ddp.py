@@ -15,29 +15,9 @@ from selm.tasks.sources import resolve_model_source
 STEPS, GLOBAL_BATCH, LAST_BATCH, LEARNING_RATE = 29, 8, 5, 1e-3
 
 
-def write_recipe(tmp_path: Path, repo: Path, name: str, per_device: int, extra: str = "") -> Path:
-    """A full epoch of 229 train pairs (27 of 256 held out) in global batches of 8: 28 full steps
-    and a short last one of 5 pairs, which 2 processes split 3 + 2 (the second pads a micro-batch)."""
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(f"""model_name_or_path: builtin:sort
-dataset: {repo / 'examples' / 'data' / 'sort-preferences.jsonl'}
-eval_split_ratio: 0.1055
-objective: {{name: selm, beta: 0.1, alpha: 0.001}}
-output_dir: {tmp_path / name}
-train: {{learning_rate: {LEARNING_RATE}, per_device_train_batch_size: {per_device}, gradient_accumulation_steps: 2,
-        num_train_epochs: 1, max_length: 64, logging_steps: 1, warmup_ratio: 0.0, dtype: float32,
-        reference_cache_dir: {tmp_path / 'cache' / name}{extra}}}
-""")
-    return path
-
-
-def train_log(folder: Path) -> list[dict]:
-    return [e for e in map(json.loads, (folder / "train_log.jsonl").read_text().splitlines()) if "loss" in e]
-
-
-def test_two_processes_match_one_process(tmp_path, repo, launch, same_training):
-    launch(1, ["train", str(write_recipe(tmp_path, repo, "one", 4)), "--quiet"])
-    launch(2, ["train", str(write_recipe(tmp_path, repo, "two", 2)), "--quiet"])
+def test_two_processes_match_one_process(tmp_path, launch, same_training, sort_recipe, read_train_log):
+    launch(1, ["train", str(sort_recipe(tmp_path, "one", 4)), "--quiet"])
+    launch(2, ["train", str(sort_recipe(tmp_path, "two", 2)), "--quiet"])
     one, two = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
     start = load_file(Path(resolve_model_source("builtin:sort")) / "model.safetensors")
     same_training(one, two, start, steps=STEPS, learning_rate=LEARNING_RATE)
@@ -45,7 +25,7 @@ def test_two_processes_match_one_process(tmp_path, repo, launch, same_training):
     # the loss and the gradient norm (of the averaged gradient, before clipping) are sums over the
     # same pairs in another order, so they agree to float32 rounding (~1e-6) plus the effect of the
     # weights' gap above (< 1e-5 relative); 1e-4 leaves a margin over both.
-    logs = train_log(tmp_path / "one"), train_log(tmp_path / "two")
+    logs = read_train_log(tmp_path / "one"), read_train_log(tmp_path / "two")
     assert [e["step"] for e in logs[1]] == list(range(1, STEPS + 1))
     for a, b in zip(*logs):
         for key in ("loss", "rewards/margins", "grad_norm"):
@@ -60,20 +40,20 @@ def test_two_processes_match_one_process(tmp_path, repo, launch, same_training):
     assert not list((tmp_path / "two").glob("*.tmp"))
 
 
-def test_two_processes_resume_from_a_checkpoint(tmp_path, repo, launch):
+def test_two_processes_resume_from_a_checkpoint(tmp_path, launch, sort_recipe, read_train_log):
     """Cut after step 15 (checkpoint-15 kept), resumed by 2 processes: the same weights as uncut."""
-    whole = write_recipe(tmp_path, repo, "whole", 2, ", save_steps: 15")
+    whole = sort_recipe(tmp_path, "whole", 2, ", save_steps: 15")
     launch(2, ["train", str(whole), "--quiet"])
     cut = tmp_path / "cut"
     cut.mkdir()
     shutil.copytree(tmp_path / "whole" / "checkpoint-15", cut / "checkpoint-15")
     lines = (tmp_path / "whole" / "train_log.jsonl").read_text().splitlines()
     (cut / "train_log.jsonl").write_text("".join(x + "\n" for x in lines if json.loads(x)["step"] <= 15))
-    resumed = launch(2, ["train", str(write_recipe(tmp_path, repo, "cut", 2, ", save_steps: 15")), "--resume"])
+    resumed = launch(2, ["train", str(sort_recipe(tmp_path, "cut", 2, ", save_steps: 15")), "--resume"])
     assert "resuming from" in resumed.stdout and "checkpoint-15" in resumed.stdout
     # The same 2 processes do the same operations in the same order, cut or not: the same bits.
     a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(cut / "model.safetensors")
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(b[name], a[name]), name
-    assert [e["step"] for e in train_log(cut)] == list(range(1, 30))
+    assert [e["step"] for e in read_train_log(cut)] == list(range(1, 30))

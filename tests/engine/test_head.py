@@ -81,8 +81,8 @@ def test_accumulate_grad_adds_into_dot_grad_like_autograd(existing_grad):
 
 def test_trainer_context_keeps_tied_model_gradients_exact():
     from selm.data import TokenizedPair, collate_preference_batch
+    from selm.engine import SequenceStatsModel, tied_head_gradient_in_place
     from selm.modeling.tiny import build_tiny_model
-    from selm.train.trainer import SequenceStatsModel, tied_head_gradient_in_place
 
     torch.manual_seed(0)
     pairs = [TokenizedPair(index=i, prompt_ids=[1, 40 + i, 41], chosen_ids=[12, 13 + i, 2], rejected_ids=[14, 2])

@@ -5,6 +5,8 @@
     sequence_stats                           the chunked engine: summed or per-token log-probs, KL, entropy,
                                              values of a value head (sequence_stats.py)
     linear_token_logprobs                    the fused output layer + log-softmax (head.py)
+    SequenceStatsModel                       the policy with the engine as its forward: what DDP / FSDP wrap
+                                             (stats_model.py)
     score_sequences / score_tokens           many sequences, no grad, batched: sums / per token (score.py)
 """
 
@@ -26,9 +28,11 @@ from selm.engine.sequence_stats import (
                                         sequence_stats,
                                         unwrap_causal_lm,
 )
+from selm.engine.stats_model import SequenceStatsModel, tied_head_gradient_in_place
 
 __all__ = [
     "MAX_CHUNK_LOGITS", "AnySequenceBatch", "PackedSequenceBatch", "PackingLayout", "ReferencePolicy", "SequenceBatch",
-    "SequenceStats", "TokenScores", "check_sequences", "collate_sequences", "linear_token_logprobs", "naive_sequence_logps",
-    "pack_sequences", "response_hidden_states", "score_sequences", "score_tokens", "sequence_stats", "unwrap_causal_lm",
+    "SequenceStats", "SequenceStatsModel", "TokenScores", "check_sequences", "collate_sequences", "linear_token_logprobs", "naive_sequence_logps",
+    "pack_sequences", "response_hidden_states", "score_sequences", "score_tokens", "sequence_stats", "tied_head_gradient_in_place",
+    "unwrap_causal_lm",
 ]

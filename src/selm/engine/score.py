@@ -13,6 +13,7 @@ from selm.engine.batch import SequenceStats
 from selm.engine.packing import PackingLayout, pack_sequences
 from selm.engine.padding import collate_sequences
 from selm.engine.sequence_stats import ReferencePolicy, sequence_stats
+from selm.engine.stats_model import SequenceStatsModel
 
 # Sequences per forward when the caller does not say: small enough for a 262k vocabulary's
 # hidden states, large enough to keep the decoder's GEMMs busy.
@@ -34,8 +35,10 @@ def score_sequences(
     """Summed response log-probs of N (prompt ids, response ids) sequences, in eval mode, no grad.
 
     Args:
-        model: a causal LM, or a :class:`ReferencePolicy` (run with its adapters disabled where
-            configured). Its train/eval mode is restored afterwards.
+        model: a causal LM, a :class:`SequenceStatsModel` (the trainer's, possibly sharded: every
+            process must then score the same number of batches), or a :class:`ReferencePolicy` of
+            either (run with its adapters disabled where configured). Its train/eval mode is
+            restored afterwards.
         sequences: N pairs of token id lists; every prompt non-empty.
         pad_token_id: the tokenizer's pad id.
         batch_size: sequences per forward.
@@ -119,6 +122,8 @@ def _scored_batches(model: torch.nn.Module | ReferencePolicy, sequences: Sequenc
                 chunk = list(sequences[start:start + batch_size])
                 batch = (pack_sequences(chunk, pad_token_id, packing) if packing is not None
                          else collate_sequences(chunk, pad_token_id))
-                yield sequence_stats(active, batch.to(device), chunk_size=chunk_size, **stat_options)
+                batch = batch.to(device)
+                yield (active(batch, chunk_size=chunk_size, **stat_options) if isinstance(active, SequenceStatsModel)
+                       else sequence_stats(active, batch, chunk_size=chunk_size, **stat_options))
     finally:
         reference.model.train(was_training)

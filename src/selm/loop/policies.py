@@ -89,19 +89,21 @@ class RoundPolicies:
         self._round = None
         return model
 
-    def save(self, k: int, model: torch.nn.Module, critic: torch.nn.Module | None = None) -> None:
+    def save(self, k: int, model: torch.nn.Module, critic: torch.nn.Module | None = None,
+             state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """Write ``model`` (and PPO's critic) as round k's policy (main process) and keep it in
-        memory as round k."""
+        memory as round k. With ``state_dict`` (a sharded model's consolidated weights) those are
+        written, and round k is loaded from the folder when next asked for."""
         if self.is_main:
             def build(folder: Path) -> None:
-                model.save_pretrained(folder, safe_serialization=True)
+                model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
                 if self.config.lora is None:
                     self.tokenizer.save_pretrained(folder)
                 if critic is not None:
                     save_critic(critic, folder)
 
             replace_dir_atomically(self.path(k), build)
-        self._model, self._round = model, k
+        self._model, self._round = (model, k) if state_dict is None else (None, None)
 
     def critic(self, k: int, policy: torch.nn.Module) -> torch.nn.Module:
         """PPO's critic at the end of round k (saved with its policy); where none was saved (round 0):

@@ -238,14 +238,20 @@ class OnlineRun:
             warnings.warn(f"round {k}: {why}; the policy is carried over unchanged")
         self.policies.save(k, self.policies.policy(k - 1))
 
-    def _save_trained(self, k: int, policy: torch.nn.Module, ckpt_dir: Path, critic: torch.nn.Module | None = None
-                      ) -> None:
-        """Save round k's trained policy (and critic) and drop its checkpoints. The caller has
+    def _save_trained(self, k: int, policy: torch.nn.Module, ckpt_dir: Path, critic: torch.nn.Module | None = None,
+                      state_dict: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
+        """Save round k's trained policy (and critic) and drop its checkpoints; return round k's
+        policy: ``policy`` itself, or, with ``state_dict`` (FSDP's consolidated weights), the
+        saved folder loaded whole (sampling and evaluation read whole weights). The caller has
         dropped its trainer: the accelerator frees what it prepared (wrapper, optimizer)."""
         self.accelerator.free_memory()
-        self.policies.save(k, policy, critic=critic)
+        self.policies.save(k, policy, critic=critic, state_dict=state_dict)
         if self.is_main:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
+        # Every process may read the folder the main process has just written.
+        self.accelerator.wait_for_everyone()
+        return self.policies.policy(k)
+
 
     def _train_pairs(self, k: int, rd: RoundDir) -> dict[str, Any]:
         c = self.config
@@ -279,9 +285,9 @@ class OnlineRun:
                                     progress=self.progress)
         result = trainer.train(resume_from_checkpoint=latest_checkpoint(ckpt_dir), log_file=rd.file("train_log.jsonl"))
         before = trainer.reference_logps if before is None else before
-        policy = trainer.policy
+        consolidated, policy = trainer.policy_state_dict(), trainer.policy
         del trainer
-        self._save_trained(k, policy, ckpt_dir)
+        policy = self._save_trained(k, policy, ckpt_dir, state_dict=consolidated)
         tokens = sum(len(p.chosen_ids) + len(p.rejected_ids) for p in pairs) * max(1, round(c.train.num_train_epochs))
         return {"artifact": "policy", "train": round_train_metrics(result, before, logps(policy)), "tokens": tokens,
                 "seed": args.seed, "reference": c.reference_mode, "policy_fingerprint": model_fingerprint(policy),
@@ -305,9 +311,10 @@ class OnlineRun:
                                  accelerator=self.accelerator, progress=self.progress)
         result = trainer.train(resume_from_checkpoint=latest_checkpoint(ckpt_dir), log_file=rd.file("train_log.jsonl"))
         metrics = {**round_train_metrics(result), **trainer.rollout_metrics}
-        policy, critic = trainer.policy, trainer.value_head if critic is not None else None
+        consolidated, policy = trainer.policy_state_dict(), trainer.policy
+        critic = trainer.value_head if critic is not None else None
         del trainer
-        self._save_trained(k, policy, ckpt_dir, critic)
+        policy = self._save_trained(k, policy, ckpt_dir, critic, state_dict=consolidated)
         tokens = sum(len(r.response_ids) for r in rollouts) * max(1, round(c.train.num_train_epochs))
         return {"artifact": "policy", "train": metrics, "tokens": tokens, "seed": args.seed,
                 "reference": "mpo_dpo_policy" if c.mpo_stage(k) == "rl" else c.reference_mode,

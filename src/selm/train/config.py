@@ -37,6 +37,9 @@ class TrainingArguments(StrictModel):
                                                                "null: no clipping")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="weights' dtype; auto: float32 on CPU, bfloat16 on a GPU that supports it")
+    fsdp: bool = Field(False, description="shard parameters, gradients and AdamW state over the processes with "
+                                          "PyTorch FSDP2 (each decoder layer one unit), on CPU and GPU; the "
+                                          "saved model is consolidated, checkpoints stay sharded")
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward: less memory, "
                                                             "~30% slower")
     precompute_reference: bool = Field(True, description="reference log-probs once, before training")
@@ -77,6 +80,13 @@ class TrainingArguments(StrictModel):
             # The config.yaml of a run made before lora left this section holds `lora: null`.
             data = {key: value for key, value in data.items() if key != "lora"}
         return data
+
+    @model_validator(mode="after")
+    def _fsdp_compatible(self) -> TrainingArguments:
+        if self.fsdp and self.diagnostics_steps:
+            raise ValueError("diagnostics_steps: the gradient-entanglement diagnostics take per-pair gradients of "
+                             "the whole model on one process, which train.fsdp shards; unset one of them")
+        return self
 
     @model_validator(mode="after")
     def _prompt_fits(self) -> TrainingArguments:

@@ -2,7 +2,8 @@
 
 The cache key is sha256(reference fingerprint, chunking-independent token ids of every pair), so a
 cached file is reused across runs on the same data and reference, and a change of either (a new
-round's reference, an edited row, another tokenizer) computes afresh (trl#2423, trl#3985).
+round's reference, an edited row, another tokenizer) computes afresh (trl#2423, trl#3985). Under
+several processes each scores its own share of the pairs, once.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save
@@ -17,6 +19,7 @@ from safetensors.torch import load_file, save
 from selm.cache import cache_root
 from selm.data import TokenizedPair
 from selm.data.collate import RowLayout, preference_sequences
+from selm.distributed import gather_in_order, map_sharded
 from selm.engine import ReferencePolicy, score_sequences
 from selm.engine.packing import PackingLayout
 from selm.io import atomic_write_bytes
@@ -87,17 +90,44 @@ def cached_reference_logps(
     pairs: Sequence[TokenizedPair],
     pad_token_id: int,
     cache_dir: Path | None = None,
+    accelerator: Any = None,
     **kwargs,
 ) -> tuple[dict[str, torch.Tensor], bool]:
-    """``compute_reference_logps`` through the on-disk cache. Returns (log-probs, cache_hit)."""
+    """``compute_reference_logps`` through the on-disk cache. Returns (log-probs, cache_hit).
+
+    With a multi-process ``accelerator`` the pairs are split into contiguous equal shards, each
+    process scores its own (a sharded reference runs its forwards in lockstep), every process gets
+    all the log-probs, and the main process writes the cache. ``kwargs`` go to
+    ``compute_reference_logps``.
+    """
     include_explore = bool(kwargs.get("include_explore", False))
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache_dir / f"{cache_key(reference_fingerprint, pairs, include_explore)}.safetensors"
-    if path.is_file():
-        try:
-            return load_file(path), True
-        except Exception:  # a corrupt cache file is recomputed, never trusted
-            path.unlink(missing_ok=True)
-    logps = compute_reference_logps(reference, pairs, pad_token_id, **kwargs)
-    atomic_write_bytes(path, save({k: v.contiguous() for k, v in logps.items()}))
+    logps = _load(path)
+    if all(gather_in_order(accelerator, [logps is not None]) if accelerator is not None else [logps is not None]):
+        return logps, True
+    if accelerator is None:
+        logps = compute_reference_logps(reference, pairs, pad_token_id, **kwargs)
+    else:
+        roles = preference_sequences([], include_explore)[1].roles
+
+        def score(shard: list[TokenizedPair]) -> list[dict[str, torch.Tensor]]:
+            out = compute_reference_logps(reference, shard, pad_token_id, **kwargs)
+            return [{role: out[role][i] for role in roles} for i in range(len(shard))]
+
+        rows = map_sharded(accelerator, list(pairs), score, equal_shards=True)
+        logps = {role: torch.stack([row[role] for row in rows]) if rows else torch.zeros(0) for role in roles}
+    if accelerator is None or accelerator.is_main_process:
+        atomic_write_bytes(path, save({k: v.contiguous() for k, v in logps.items()}))
     return logps, False
+
+
+def _load(path: Path) -> dict[str, torch.Tensor] | None:
+    """The cached log-probs at ``path``; None when absent or unreadable (a corrupt file is removed)."""
+    if not path.is_file():
+        return None
+    try:
+        return load_file(path)
+    except Exception:  # a corrupt cache file is recomputed, never trusted
+        path.unlink(missing_ok=True)
+        return None

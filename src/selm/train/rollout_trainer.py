@@ -24,7 +24,7 @@ import torch
 
 from selm.data.rollouts import TokenizedRollout, pad_token_rows, response_mask
 from selm.engine import AnySequenceBatch, ReferencePolicy, collate_sequences, pack_sequences, score_tokens
-from selm.errors import UserError
+from selm.errors import ConfigError, UserError
 from selm.objectives import Objective, ObjectiveOutput
 from selm.objectives.advantages import AdvantageEstimator, AdvantageInputs
 from selm.objectives.rollout import ROLLOUT_FIELDS, RolloutBatch, StepTotals, masked_mean, micro_batch_loss
@@ -84,6 +84,9 @@ class RolloutTrainer(Trainer):
         if self.reads_reference and reference is None:
             raise UserError(f"objective '{objective.name}' with advantage estimator '{estimator.name}' needs a "
                             f"reference model (the KL term), but none is configured")
+        if self.reads_values and args.fsdp:
+            raise ConfigError(f"train.fsdp: objective '{objective.name}' trains a critic, which selm does not shard "
+                              f"yet; train it without train.fsdp")
         self.fixed: dict[str, torch.Tensor] = {}
         self.rollout_metrics: dict[str, float] = {}
         super().__init__(model, objective, args, rollouts, pad_token_id,
@@ -120,7 +123,7 @@ class RolloutTrainer(Trainer):
         if recorded and critic is None:
             sampling = pad_token_rows([r.sampling_token_logps for r in rollouts])
         else:
-            scores = self._score(self.policy, value_head=critic, desc="round-start policy")
+            scores = self._score(self.scoring_model, value_head=critic, desc="round-start policy")
             sampling = (pad_token_rows([r.sampling_token_logps for r in rollouts]) if recorded
                         else pad_token_rows(scores.logps))
             if critic is not None:
@@ -128,7 +131,7 @@ class RolloutTrainer(Trainer):
         self.fixed["sampling_token_logps"] = sampling
         kl = None
         if self.reference is not None:
-            reference = pad_token_rows(self._score(self.reference, desc="reference").logps)
+            reference = pad_token_rows(self._score(self.as_scorer(self.reference), desc="reference").logps)
             self.fixed["reference_token_logps"] = reference
             kl = (sampling - reference) * mask
         rewards = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)

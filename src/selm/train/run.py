@@ -81,8 +81,9 @@ def run_train(config: TrainConfig, resume: bool = False, progress: bool = True) 
     if resume:
         print(f"resuming from {checkpoint}" if checkpoint else "no checkpoint found: starting from step 0")
     result = trainer.train(resume_from_checkpoint=checkpoint)
+    consolidated = trainer.policy_state_dict()
     if main:
-        save_model_atomically(trainer.policy, tokenizer, output_dir)
+        save_model_atomically(trainer.policy, tokenizer, output_dir, state_dict=consolidated)
         summary = {"global_step": result.global_step, "nonfinite_steps": result.nonfinite_steps,
                    "train_seconds": result.train_seconds, "tokens_per_second": result.tokens_per_second,
                    "reference_cache_hit": result.reference_cache_hit, **result.metrics}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -31,11 +32,11 @@ from selm.distributed import broadcast_from_main, gather_in_order, shard_bounds
 from selm.engine import (
     AnySequenceBatch,
     ReferencePolicy,
-    SequenceStats,
+    SequenceStatsModel,
     sequence_stats,
-    unwrap_causal_lm,
+    tied_head_gradient_in_place,
 )
-from selm.errors import UserError
+from selm.errors import ConfigError, UserError
 from selm.eval.keys import STEP_HEADLINE
 from selm.io import read_jsonl, replace_dir_atomically, write_jsonl
 from selm.modeling.loading import model_fingerprint
@@ -48,6 +49,13 @@ from selm.train.critic import restore_critic, save_critic
 from selm.train.diagnostics import pair_gradient_stats
 from selm.train.packing_check import resolve_packing
 from selm.train.reference_cache import cached_reference_logps
+from selm.train.sharding import (
+    SHARDED_STATE,
+    consolidated_state_dict,
+    load_sharded_state,
+    save_sharded_state,
+    shard_model,
+)
 
 STATE_FILE = "trainer_state.json"
 # Filled for every objective: their sum is the step's token count (tokens/s).
@@ -91,56 +99,6 @@ def _mean_metrics(records: list[tuple[int, dict[str, float]]]) -> dict[str, floa
     total = sum(n for n, _ in records)
     keys = {k for _, m in records for k in m}
     return {k: sum(n * m[k] for n, m in records if k in m) / max(total, 1) for k in sorted(keys)}
-
-
-class SequenceStatsModel(torch.nn.Module):
-    """The policy with the chunked log-prob engine as its ``forward``.
-
-    DDP arms its gradient all-reduce in ``forward`` (FSDP and DeepSpeed gather parameters there):
-    calling the engine on the bare policy would bypass the wrapper and silently train each process
-    on its own shard. Preparing this module instead routes every training forward through it.
-    """
-
-    def __init__(self, policy: torch.nn.Module, chunk_size: int, value_head: torch.nn.Module | None = None):
-        super().__init__()
-        self.policy = policy
-        self.chunk_size = chunk_size
-        self.head_grad_into_param = False
-        if value_head is not None:
-            self.value_head = value_head
-
-    def forward(self, batch: AnySequenceBatch, reference: ReferencePolicy | None = None,
-                ratio_clip: float | None = None, per_token: bool = False, with_entropy: bool = False,
-                with_values: bool = False) -> SequenceStats:
-        return sequence_stats(self.policy, batch, chunk_size=self.chunk_size, reference=reference,
-                              ratio_clip=ratio_clip, head_grad_into_param=self.head_grad_into_param,
-                              per_token=per_token, with_entropy=with_entropy,
-                              value_head=self.value_head if with_values else None)
-
-
-@contextlib.contextmanager
-def tied_head_gradient_in_place(model: SequenceStatsModel, distributed_type: str) -> Any:
-    """While training, give a tied output layer's weight one [V, H] gradient buffer, not three.
-
-    With tied embeddings autograd sums the head's and the embedding's dense [V, H] gradients out
-    of place (671 MB each for Gemma 3). Here the head adds its gradient straight into ``.grad``
-    and the embedding runs with ``sparse=True`` (its [M, H] gradient is added in place). Off under
-    FSDP / DeepSpeed, whose flat parameters own ``.grad``; DDP sees the same dense ``.grad`` at its
-    hook (the flag is set after wrapping, so DDP does not expect a sparse gradient).
-    """
-    lm = unwrap_causal_lm(model.policy)
-    emb, head = lm.get_input_embeddings(), lm.get_output_embeddings()
-    tied = (isinstance(emb, torch.nn.Embedding) and type(head) is torch.nn.Linear and head.bias is None
-            and emb.weight is head.weight and emb.weight.requires_grad and emb.weight.is_leaf)
-    if not tied or distributed_type not in ("NO", "MULTI_CPU", "MULTI_GPU"):
-        yield
-        return
-    was_sparse = emb.sparse
-    emb.sparse, model.head_grad_into_param = True, True
-    try:
-        yield
-    finally:
-        emb.sparse, model.head_grad_into_param = was_sparse, False
 
 
 class Trainer:
@@ -198,18 +156,25 @@ class Trainer:
         self.reference = reference if needs_ref else None
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        # Accelerate's own FSDP (a GPU launch with an FSDP config) is taken as a request for selm's FSDP2.
+        self.sharded = args.fsdp or self.accelerator.distributed_type.value == "FSDP"
         self.progress = progress and self.accelerator.is_main_process
         self.critic_learning_rate = critic_learning_rate
         self.check_examples()
         # Checked on the bare models, before Accelerate wraps or shards them.
         separate_reference = [self.reference.model] if self.reference and self.reference.model is not model else []
         self.packing = resolve_packing(args.padding_free, model, *separate_reference)
+        # Of the bare weights: under FSDP each process holds only a shard of them once training is set up.
+        self.reference_fingerprint = (model_fingerprint(self.reference.model, exclude="lora_" if self.reference.disable_adapters else None)
+                                      if self.reference is not None and self.caches_reference else None)
         self.global_step = 0
         self.nonfinite_steps = 0
         self._build_optimizer()
 
     example_name = "example"
     reference_cache_hit: bool | None = None
+    # Reference log-probs are cached on disk under the reference's fingerprint.
+    caches_reference = False
 
     # ----- what a subclass provides --------------------------------------------------------------
 
@@ -271,6 +236,28 @@ class Trainer:
         return self.accelerator.unwrap_model(self.model).policy
 
     @property
+    def scoring_model(self) -> SequenceStatsModel:
+        """The policy to score with, without gradient: the engine module itself, outside DDP (whose
+        forward would sync buffers), and under FSDP the sharded root, whose forward gathers the
+        weights (every process must then score the same number of batches)."""
+        return self.accelerator.unwrap_model(self.model)
+
+    def as_scorer(self, reference: ReferencePolicy) -> ReferencePolicy:
+        """``reference`` to score with: where it is the policy itself (the round-start weights, or
+        the LoRA policy with its adapters off), through :attr:`scoring_model`."""
+        if reference.model is self.policy:
+            return ReferencePolicy(self.scoring_model, disable_adapters=reference.disable_adapters)
+        return reference
+
+    def policy_state_dict(self) -> dict[str, torch.Tensor] | None:
+        """Under FSDP, the policy's consolidated weights (main process; {} elsewhere) to save with
+        ``save_pretrained(state_dict=...)``; None when the policy module holds its full weights.
+        A collective under FSDP: every process must call it."""
+        if not self.sharded:
+            return None
+        return consolidated_state_dict(self.scoring_model).get("policy", {})
+
+    @property
     def world_size(self) -> int:
         return self.accelerator.num_processes
 
@@ -287,16 +274,21 @@ class Trainer:
 
     def _build_optimizer(self) -> None:
         a = self.args
-        # Fused AdamW is the Trainer's default and ~0.9 s/step faster than the loop on Gemma-270M here.
+        if self.sharded:
+            # Sharded before the optimizer is built: AdamW's moments are then shards too.
+            shard_model(self.model, self.accelerator.device.type)
+        # Fused AdamW is the Trainer's default and ~0.9 s/step faster than the loop on Gemma-270M
+        # here; its kernel takes no DTensor shards.
         self.optimizer = adamw(self.model.policy.parameters(), lr=a.learning_rate, weight_decay=a.weight_decay,
                                betas=(a.adam_beta1, a.adam_beta2), eps=a.adam_epsilon,
-                               fused_device=self.accelerator.device)
+                               fused_device=None if self.sharded else self.accelerator.device)
         if hasattr(self.model, "value_head"):
             # The critic's own learning rate, scheduled like the policy's; no decay on a value head.
             self.optimizer.add_param_group({"params": list(self.model.value_head.parameters()), "weight_decay": 0.0,
                                             "lr": self.critic_learning_rate or a.learning_rate})
         self.scheduler = transformers_schedule(self.optimizer, a.lr_scheduler_type, a.warmup_ratio, self.total_steps)
-        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        if not self.sharded:
+            self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         if a.gradient_checkpointing:
             base = self.policy
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -365,15 +357,15 @@ class Trainer:
         while self.global_step < self.total_steps:
             epoch, offset = divmod(self.global_step, self.steps_per_epoch)
             n_global, micro_batches = self.windows(epoch)[offset]
-            with tied_head_gradient_in_place(self.accelerator.unwrap_model(self.model),
-                                             str(self.accelerator.distributed_type.value)):
+            with tied_head_gradient_in_place(self.scoring_model,
+                                             "FSDP" if self.sharded else str(self.accelerator.distributed_type.value)):
                 ok, records, n_tokens = self.accumulate(micro_batches, n_global)
             tokens += n_tokens
             if ok:
                 consecutive_nonfinite = 0
                 grad_norm = None
                 if a.max_grad_norm is not None:
-                    grad_norm = float(self.accelerator.clip_grad_norm_(self.model.parameters(), a.max_grad_norm))
+                    grad_norm = self._clip_gradients(a.max_grad_norm)
                 self.optimizer.step()
                 pending.extend(records)
             else:
@@ -439,8 +431,7 @@ class Trainer:
         totals = self.step_totals(micro_batches, n_global)
         for i, indices in enumerate(micro_batches):
             sync = i == len(micro_batches) - 1
-            ctx = self.accelerator.no_sync(self.model) if not sync else contextlib.nullcontext()
-            with ctx:
+            with self._gradient_sync(sync):
                 batch = self.training_batch(indices or [0])
                 out = self.objective(batch)
                 loss = self.scaled_loss(out, batch, totals) * (1.0 if indices else 0.0)
@@ -456,6 +447,35 @@ class Trainer:
         if not self._finite_everywhere(finite):
             return AccumulatedStep(False, [], n_tokens)
         return AccumulatedStep(True, records, n_tokens)
+
+    def _clip_gradients(self, max_norm: float) -> float:
+        """Clip the (averaged) gradient's global L2 norm to ``max_norm``; returns the norm before."""
+        if not self.sharded:
+            return float(self.accelerator.clip_grad_norm_(self.model.parameters(), max_norm))
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        # Each process holds a shard of every gradient: the norm of the whole is an all-reduce.
+        norm = torch.nn.utils.get_total_norm(grads)
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+        torch.nn.utils.clip_grads_with_norm_(self.model.parameters(), max_norm, norm)
+        return float(norm)
+
+    def _gradient_sync(self, sync: bool) -> Any:
+        """Context of one micro-batch's backward: without the gradient all-reduce (DDP) or
+        reduce-scatter (FSDP) unless ``sync``, the step's last micro-batch."""
+        if sync:
+            return contextlib.nullcontext()
+        if not self.sharded:
+            return self.accelerator.no_sync(self.model)
+
+        @contextlib.contextmanager
+        def unsynced() -> Any:
+            self.model.set_requires_gradient_sync(False)
+            try:
+                yield
+            finally:
+                self.model.set_requires_gradient_sync(True)
+
+        return unsynced()
 
     def _finite_everywhere(self, local: bool) -> bool:
         """True when no process saw a non-finite loss (one all-reduce per optimizer step)."""
@@ -493,19 +513,31 @@ class Trainer:
             self.save_checkpoint(self.output_dir / f"checkpoint-{self.global_step}")
 
     def save_checkpoint(self, path: Path) -> None:
-        """Model weights, optimizer, scheduler, each process's RNG and counters, written atomically
-        by the main process (the weights and optimizer state are the same on every DDP process)."""
+        """Model weights, optimizer, scheduler, each process's RNG and counters, swapped into place
+        by the main process. Under DDP the weights and optimizer state are the same on every
+        process and the main process writes them; under FSDP each process writes its own shard
+        of both into ``sharded/`` first."""
         rng_states = gather_in_order(self.accelerator, [torch.get_rng_state()])
+        staging = path.with_name(f".{path.name}.sharded.tmp")
+        if self.sharded:
+            if self.accelerator.is_main_process:
+                shutil.rmtree(staging, ignore_errors=True)
+            self.accelerator.wait_for_everyone()
+            save_sharded_state(self.model, self.optimizer, staging)
+            self.accelerator.wait_for_everyone()
         if not self.accelerator.is_main_process:
             self.accelerator.wait_for_everyone()
             return
 
         def build(folder: Path) -> None:
-            self.policy.save_pretrained(folder / "model", safe_serialization=True)
-            torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+            if self.sharded:
+                os.replace(staging, folder / SHARDED_STATE)
+            else:
+                self.policy.save_pretrained(folder / "model", safe_serialization=True)
+                torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+                self.save_extra(folder)
             torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
             torch.save(rng_states, folder / "rng.pt")
-            self.save_extra(folder)
             (folder / STATE_FILE).write_text(json.dumps({"global_step": self.global_step,
                                                         "nonfinite_steps": self.nonfinite_steps,
                                                         "objective": self.objective.state_dict()}))
@@ -514,19 +546,10 @@ class Trainer:
         self._rotate_checkpoints(path.parent)
         self.accelerator.wait_for_everyone()
 
-    def _rotate_checkpoints(self, folder: Path) -> None:
-        checkpoints = sorted(folder.glob("checkpoint-*[0-9]"), key=lambda p: int(p.name.split("-")[-1]))
-        for old in checkpoints[: -self.args.save_total_limit]:
-            shutil.rmtree(old, ignore_errors=True)
-
-    def load_checkpoint(self, path: Path) -> None:
-        """Restore what ``save_checkpoint`` wrote; training continues at the saved step."""
+    def _load_weights(self, path: Path) -> None:
+        """The policy's weights from a data-parallel checkpoint's ``model/`` folder."""
         from safetensors.torch import load_file
 
-        state_path = path / STATE_FILE
-        if not state_path.is_file():
-            raise UserError(f"{path}: not a selm checkpoint ({STATE_FILE} missing)")
-        state = json.loads(state_path.read_text())
         model = self.policy
         weights = {}
         for file in sorted((path / "model").glob("*.safetensors")):
@@ -535,14 +558,33 @@ class Trainer:
             from peft import set_peft_model_state_dict
 
             set_peft_model_state_dict(model, weights)
+            return
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        tied = set(getattr(model, "_tied_weights_keys", None) or [])
+        if unexpected or set(missing) - tied:
+            raise UserError(f"{path}: checkpoint weights do not match the model "
+                            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+
+    def _rotate_checkpoints(self, folder: Path) -> None:
+        checkpoints = sorted(folder.glob("checkpoint-*[0-9]"), key=lambda p: int(p.name.split("-")[-1]))
+        for old in checkpoints[: -self.args.save_total_limit]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore what ``save_checkpoint`` wrote; training continues at the saved step."""
+        state_path = path / STATE_FILE
+        if not state_path.is_file():
+            raise UserError(f"{path}: not a selm checkpoint ({STATE_FILE} missing)")
+        state = json.loads(state_path.read_text())
+        if (path / SHARDED_STATE).is_dir() != self.sharded:
+            raise UserError(f"{path}: a checkpoint of a {'sharded' if not self.sharded else 'data-parallel'} run; "
+                            f"resume it with train.fsdp {'true' if not self.sharded else 'false'}")
+        if self.sharded:
+            load_sharded_state(self.model, self.optimizer, path / SHARDED_STATE)
         else:
-            missing, unexpected = model.load_state_dict(weights, strict=False)
-            tied = set(getattr(model, "_tied_weights_keys", None) or [])
-            if unexpected or set(missing) - tied:
-                raise UserError(f"{path}: checkpoint weights do not match the model "
-                                f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
-        self.load_extra(path)
-        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+            self._load_weights(path)
+            self.load_extra(path)
+            self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
         self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
         rng_states = torch.load(path / "rng.pt", weights_only=True)
         # One state per process; a resume with more processes than were saved reuses the first.
@@ -569,6 +611,7 @@ class PreferenceTrainer(Trainer):
     """
 
     example_name = "pair"
+    caches_reference = True
 
     def __init__(
         self,
@@ -595,6 +638,9 @@ class PreferenceTrainer(Trainer):
         self.reads_grad_norms = any(f.source is Source.GRADIENT for f in self.fields)
         self.reference_logps: dict[str, torch.Tensor] | None = None
         self.reference_cache_hit: bool | None = None
+        if self.reads_grad_norms and args.fsdp:
+            raise ConfigError(f"objective: '{objective.name}' takes per-pair gradients of the whole model on one "
+                              f"process, which train.fsdp shards; train it without train.fsdp")
         super().__init__(model, objective, args, train_pairs, pad_token_id, reference=reference,
                          output_dir=output_dir, accelerator=accelerator, progress=progress)
 
@@ -636,11 +682,6 @@ class PreferenceTrainer(Trainer):
 
     # ----- reference ---------------------------------------------------------------------------
 
-    def _reference_fingerprint(self) -> str:
-        assert self.reference is not None
-        model = self.accelerator.unwrap_model(self.reference.model)
-        return model_fingerprint(model, exclude="lora_" if self.reference.disable_adapters else None)
-
     def precompute_reference(self) -> None:
         """Compute (or load from the cache) reference log-probs for every train and eval pair."""
         if self.reference is None or self.objective.needs_live_reference or not self.args.precompute_reference:
@@ -648,10 +689,10 @@ class PreferenceTrainer(Trainer):
         pairs = self.train_pairs + self.eval_pairs
         cache_dir = Path(self.args.reference_cache_dir) if self.args.reference_cache_dir else None
         logps, hit = cached_reference_logps(
-            self.reference, self._reference_fingerprint(), pairs, self.pad_token_id, cache_dir=cache_dir,
-            batch_size=self.args.per_device_eval_batch_size, chunk_size=self.args.chunk_size,
-            include_explore=self.include_explore, device=self.accelerator.device, progress=self.progress,
-            packing=self.packing,
+            self.as_scorer(self.reference), self.reference_fingerprint, pairs, self.pad_token_id,
+            cache_dir=cache_dir, accelerator=self.accelerator, batch_size=self.args.per_device_eval_batch_size,
+            chunk_size=self.args.chunk_size, include_explore=self.include_explore, device=self.accelerator.device,
+            progress=self.progress, packing=self.packing,
         )
         self.reference_logps = logps
         self.reference_cache_hit = hit
@@ -710,8 +751,9 @@ class PreferenceTrainer(Trainer):
             index = torch.tensor([self._ref_row[id(p)] for p in pairs])
             return {role: logps[index].to(self.accelerator.device) for role, logps in self.reference_logps.items()}
         assert self.reference is not None  # the constructor checked it; only a cache replaces it
-        with torch.no_grad(), self.reference.active() as ref_model:
-            logps = sequence_stats(ref_model, batch, chunk_size=self.args.chunk_size).logps
+        with torch.no_grad(), self.as_scorer(self.reference).active() as ref_model:
+            logps = (ref_model(batch) if isinstance(ref_model, SequenceStatsModel)
+                     else sequence_stats(ref_model, batch, chunk_size=self.args.chunk_size)).logps
         return {role: logps[layout.rows(role)] for role in layout.roles}
 
     def gradient_diagnostics(self) -> dict[str, float]:

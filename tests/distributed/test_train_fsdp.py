@@ -1,0 +1,156 @@
+"""`selm train` sharded with FSDP2 over 2 gloo processes on CPU ends where 1 unsharded process
+with the same global batch does: full fine-tuning of a model with a tied output layer (with
+gradient checkpointing and accumulation), LoRA, sharded checkpoints, resume after SIGKILL, the
+reference log-probs split over the processes, and the non-finite-loss guard."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from selm.tasks.sources import resolve_model_source
+
+STEPS, GLOBAL_BATCH, LAST_BATCH, LEARNING_RATE = 29, 8, 5, 1e-3
+FSDP = ", fsdp: true, gradient_checkpointing: true, save_steps: 10"
+
+
+@pytest.fixture(scope="module")
+def tied_model(tmp_path_factory) -> Path:
+    """The built-in sort model with its output layer tied to the input embedding."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_model_source("builtin:sort")
+    untied = AutoModelForCausalLM.from_pretrained(source)
+    config = untied.config
+    config.tie_word_embeddings = True
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict({k: v for k, v in untied.state_dict().items() if k != "lm_head.weight"}, strict=False)
+    model.tie_weights()
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    folder = tmp_path_factory.mktemp("tied") / "model"
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(source).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def full_runs(tmp_path_factory, tied_model, launch, sort_recipe) -> Path:
+    """1 unsharded process (per-device batch 4) and 2 FSDP processes (2 each) on the tied model."""
+    folder = tmp_path_factory.mktemp("full")
+    launch(1, ["train", str(sort_recipe(folder, "one", 4, model=tied_model)), "--quiet"])
+    launch(2, ["train", str(sort_recipe(folder, "two", 2, FSDP, model=tied_model)), "--quiet"])
+    return folder
+
+
+def test_full_finetune_matches_one_process(full_runs, tied_model, same_training, read_train_log):
+    one, two = (load_file(full_runs / n / "model.safetensors") for n in ("one", "two"))
+    same_training(one, two, load_file(tied_model / "model.safetensors"), steps=STEPS, learning_rate=LEARNING_RATE)
+    # As under DDP (tests/distributed/test_train_ddp.py): the global batch's metrics, to float32
+    # rounding of the same sums plus the weights' gap.
+    logs = read_train_log(full_runs / "one"), read_train_log(full_runs / "two")
+    assert [e["step"] for e in logs[1]] == list(range(1, STEPS + 1))
+    for a, b in zip(*logs):
+        for key in ("loss", "rewards/margins", "grad_norm"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)
+    results = [json.loads((full_runs / n / "train_results.json").read_text()) for n in ("one", "two")]
+    assert results[1]["eval/loss"] == pytest.approx(results[0]["eval/loss"], rel=1e-4)
+
+
+def test_saved_model_is_one_consolidated_folder(full_runs):
+    from transformers import AutoModelForCausalLM
+
+    folder = full_runs / "two"
+    assert sorted(p.name for p in folder.glob("*.safetensors")) == ["model.safetensors"]
+    assert (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file()
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    saved = load_file(folder / "model.safetensors")
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, saved.get(name, saved.get("model.embed_tokens.weight"))), name
+    assert not list(folder.glob(".*tmp*"))
+
+
+def test_checkpoints_are_sharded_per_process(full_runs):
+    checkpoints = sorted(p.name for p in (full_runs / "two").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-10", "checkpoint-20"]
+    for name in checkpoints:
+        folder = full_runs / "two" / name
+        # Each process wrote its own shard of the weights and AdamW state; no whole copy anywhere.
+        assert len(list((folder / "sharded").glob("*.distcp"))) == 2, name
+        assert not (folder / "model").exists() and not (folder / "optimizer.pt").exists()
+        assert {p.name for p in folder.iterdir()} == {"sharded", "scheduler.pt", "rng.pt", "trainer_state.json"}
+
+
+def test_reference_logps_are_split_and_cached_like_one_process(full_runs):
+    """The same cache file (its key holds the reference's fingerprint, taken before sharding) with
+    the same values: each pair's log-probs summed over ≤ 12 tokens in float32 in differently
+    packed batches agree to a few float32 ulps of their ~10-nat size (1e-5 leaves a margin)."""
+    files = [sorted((full_runs / "cache" / n).glob("*.safetensors")) for n in ("one", "two")]
+    assert [f.name for f in files[0]] == [f.name for f in files[1]] and len(files[0]) == 1
+    one, two = load_file(files[0][0]), load_file(files[1][0])
+    assert one.keys() == two.keys() == {"chosen", "rejected", "explore"}
+    for role in one:
+        assert one[role].shape == (256,)
+        torch.testing.assert_close(two[role], one[role], rtol=1e-5, atol=1e-5)
+
+
+def test_lora_matches_one_process(tmp_path, launch, same_training, sort_recipe):
+    lora = "\nlora: {r: 4, alpha: 8, target_modules: [q_proj, v_proj]}\n"
+    for name, nproc, per_device, extra in (("one", 1, 4, ""), ("two", 2, 2, ", fsdp: true")):
+        recipe = sort_recipe(tmp_path, name, per_device, extra)
+        recipe.write_text(recipe.read_text() + lora)
+        launch(nproc, ["train", str(recipe), "--quiet"])
+    one, two = (load_file(tmp_path / n / "adapter_model.safetensors") for n in ("one", "two"))
+    assert (tmp_path / "two" / "adapter_config.json").is_file() and not (tmp_path / "two" / "model.safetensors").exists()
+    assert one.keys() == two.keys() and any("lora_A" in k for k in one)
+    # PEFT starts every B at 0 (A is random): B's start is known exactly, so the aggregate check
+    # runs on B; every element of both is within one learning rate, as in assert_same_training.
+    b = sorted(k for k in one if "lora_B" in k)
+    same_training({k: one[k] for k in b}, {k: two[k] for k in b}, {k: torch.zeros_like(one[k]) for k in b},
+                  steps=STEPS, learning_rate=LEARNING_RATE)
+    for name in one:
+        assert (two[name] - one[name]).abs().max() < LEARNING_RATE, name
+
+
+def test_resume_after_sigkill_equals_the_uninterrupted_run(full_runs, tied_model, sort_recipe, kill_when,
+                                                           launch, read_train_log):
+    cut = full_runs / "cut"
+    recipe = sort_recipe(full_runs, "cut", 2, FSDP, model=tied_model)
+    kill_when(2, ["train", str(recipe), "--quiet"], cut / "checkpoint-10" / "trainer_state.json")
+    assert not (cut / "model.safetensors").exists()
+    resumed = launch(2, ["train", str(recipe), "--resume"])
+    assert "resuming from" in resumed.stdout and "checkpoint-" in resumed.stdout
+    # The same 2 processes do the same operations in the same order, cut or not: the same bits.
+    whole, again = load_file(full_runs / "two" / "model.safetensors"), load_file(cut / "model.safetensors")
+    assert whole.keys() == again.keys()
+    for name in whole:
+        assert torch.equal(again[name], whole[name]), name
+    assert [e["step"] for e in read_train_log(cut)] == list(range(1, STEPS + 1))
+
+
+def test_nonfinite_losses_stop_every_process_with_a_sharded_checkpoint(tmp_path, launch, sort_recipe):
+    (tmp_path / "nan_objective.py").write_text('''
+from selm.objectives import Objective, ObjectiveOutput
+from selm.objectives.base import register_objective
+
+
+@register_objective("always_nan")
+class AlwaysNaN(Objective):
+    requires = frozenset()
+
+    def compute(self, batch):
+        return ObjectiveOutput(losses=batch.policy_chosen_logps * float("nan"))
+''')
+    recipe = sort_recipe(tmp_path, "nan", 2, ", fsdp: true, max_nonfinite_steps: 3")
+    recipe.write_text(recipe.read_text().replace("{name: selm, beta: 0.1, alpha: 0.001}", "always_nan"))
+    proc = launch(2, ["--plugin", "nan_objective", "train", str(recipe), "--quiet"], check=False,
+                  PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    assert proc.returncode != 0
+    assert "3 non-finite losses in a row at step 3" in proc.stdout + proc.stderr
+    assert len(list((tmp_path / "nan" / "checkpoint-3" / "sharded").glob("*.distcp"))) == 2
+    assert not (tmp_path / "nan" / "model.safetensors").exists()
