@@ -137,3 +137,20 @@ def _kill_when(nproc: int, args: list[str], target: Path, timeout: float = TIMEO
 @pytest.fixture(scope="session")
 def kill_when() -> Callable[..., None]:
     return _kill_when
+
+
+def _launch_nodes(nnodes: int, args: list[str]) -> None:
+    """Run ``selm ARGS`` as ``nnodes`` "nodes" of one process each, all on this machine: one
+    launcher per node (``--node_rank``), as on a cluster; every one must succeed."""
+    port = free_port()
+    procs = [subprocess.Popen(launch_command(1, args, port=port, nnodes=nnodes, node_rank=rank), cwd=REPO,
+                              env=launch_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for rank in range(nnodes)]
+    for rank, proc in enumerate(procs):
+        out, err = proc.communicate(timeout=TIMEOUT_S)
+        assert proc.returncode == 0, f"node {rank} failed:\n{out[-3000:]}\n{err[-6000:]}"
+
+
+@pytest.fixture(scope="session")
+def launch_nodes() -> Callable[[int, list[str]], None]:
+    return _launch_nodes

@@ -26,18 +26,28 @@ def run_files(run_dir: Path) -> tuple[list[dict], list[str]]:
     return metrics, artifacts
 
 
-def test_two_process_run_matches_one_process_run(tmp_path, launch, same_training):
+@pytest.fixture(scope="module")
+def one_process_run(tmp_path_factory, launch) -> Path:
     # 1 process trains with per-device batch 2 × accumulation 2 = 2 processes × per-device batch 2.
-    launch(1, ["run", *SMALL, "train.gradient_accumulation_steps=2", "--output", str(tmp_path / "one"), "--quiet"])
-    launch(2, ["run", *SMALL, "--output", str(tmp_path / "two"), "--quiet"])
-    (m1, a1), (m2, a2) = run_files(tmp_path / "one"), run_files(tmp_path / "two")
+    out = tmp_path_factory.mktemp("one") / "run"
+    launch(1, ["run", *SMALL, "train.gradient_accumulation_steps=2", "--output", str(out), "--quiet"])
+    return out
+
+
+@pytest.mark.parametrize("sharding", [[], ["train.fsdp=true"]], ids=["ddp", "fsdp"])
+def test_two_process_run_matches_one_process_run(tmp_path, one_process_run, launch, same_training, sharding):
+    """Under FSDP, too: the round's policy is saved consolidated (one HF folder) and read back whole
+    for the round's evaluation; tests/distributed/test_multinode.py trains a second round on it."""
+    launch(2, ["run", *SMALL, *sharding, "--output", str(tmp_path / "two"), "--quiet"])
+    (m1, a1), (m2, a2) = run_files(one_process_run), run_files(tmp_path / "two")
     # Sampling and judging were sharded and gathered in order: the artifacts are identical.
     assert a2[:3] == a1[:3]
     assert a2[3] == a1[3]
     assert [r["round"] for r in m2] == [0, 1]
     # Training: the same weights (see assert_same_training) and the same step metrics.
-    config = yaml.safe_load((tmp_path / "one" / "config.yaml").read_text())
-    policies = [load_file(RunDir(tmp_path / n).round(1).file("policy") / "model.safetensors") for n in ("one", "two")]
+    config = yaml.safe_load((one_process_run / "config.yaml").read_text())
+    policies = [load_file(RunDir(run).round(1).file("policy") / "model.safetensors")
+                for run in (one_process_run, tmp_path / "two")]
     start = load_file(Path(resolve_model_source(config["model_name_or_path"])) / "model.safetensors")
     same_training(*policies, start, steps=m1[1]["train/steps"], learning_rate=config["train"]["learning_rate"])
     # Round 1's evaluation samples from the trained policy: a token whose draw lands within the
