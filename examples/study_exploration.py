@@ -58,7 +58,15 @@ ALGORITHMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "grpo": ("recipes/grpo.yaml", ()),
     "rloo": ("recipes/rloo.yaml", ()),
     "ppo": ("recipes/ppo.yaml", ()),
+    # Not in the published study; run them by name (--algorithms spac aihf). Both recipes read the sort
+    # preference file, which echo does not have: here SPAC's data pairs are the judge's best-vs-worst
+    # pairs of the task's own prompts, and AIHF's demonstrations are the task's.
+    "spac": ("recipes/spac.yaml", ("prompts.train=null", "prompts.dataset_responses=false",
+                                   "pairs.strategy=best_worst")),
+    "aihf": ("recipes/aihf.yaml", ("prompts.train=null", "demonstrations={}")),
 }
+# The rows of the published study (docs/results.md): the default of --algorithms.
+STUDY_ALGORITHMS = ("selm", "iterative-dpo", "xpo", "online-simpo", "sail-pr", "grpo", "rloo", "ppo")
 # RL rows: every scored sample is a training example; they keep their recipes' batch size and epochs.
 RL_ALGORITHMS = frozenset({"grpo", "rloo", "ppo"})
 RL_NOTES = {  # what each RL recipe does, for the docs (its batch, epochs and lr are read from the recipe)
@@ -420,7 +428,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--seeds", type=int, default=5, help="seeds per (task, algorithm), 0 … N−1 (default 5)")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=list(ALGORITHMS))
+    parser.add_argument("--algorithms", nargs="+", default=list(STUDY_ALGORITHMS), choices=list(ALGORITHMS))
     parser.add_argument("--output", type=Path, default=REPO / "runs" / "study-exploration", help="run directories")
     parser.add_argument("--docs", type=Path, default=REPO / "docs",
                         help="where results.md (section '<!-- study:begin -->') and the plot are written")

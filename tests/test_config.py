@@ -45,6 +45,15 @@ def test_bad_train_configs_are_one_line_errors(tmp_path, text, overrides, messag
     (["sampling.explore=none"], "needs an exploration response"),
     (["sampling.n=1"], "sampling.n"),
     (["roundz=3"], "roundz: unknown key"),
+    (["objective=spac", "reference=initial", "sampling.explore=sample"], "objective 'spac' plays against the round-start"),
+    (["objective=spac"], "sampling.explore: sample"),  # auto would be a greedy y′
+    (["objective=aihf"], "objective 'aihf': demonstration pairs (is_demonstration) come from demonstrations"),
+    (["demonstrations={}"], "objective 'selm': demonstration pairs"),
+    (["objective=aihf", "demonstrations={field: demo}"], "demonstrations.field names a column of prompts.train"),
+    (["objective=aihf", "demonstrations={}", "task=null", "prompts.train=p.jsonl", "prompts.eval=e.jsonl"],
+     "demonstrations: without a built-in task, set demonstrations.field"),
+    (["objective=grpo", "demonstrations={}"], "sail, self_judge, demonstrations and"),
+    (["objective=fl_gfn", "reference=none"], "objective 'fl_gfn' reads per-prefix rewards and termination log-probs"),
 ])
 def test_impossible_run_configs(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

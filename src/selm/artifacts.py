@@ -60,16 +60,17 @@ class FlatRow:
 @dataclass(frozen=True)
 class Candidate(FlatRow):
     """One response to a training prompt: sampled from the policy, or (``source="dataset"``) the prompt's
-    dataset response, which has no sampler log-prob.
+    dataset response, or (``source="demonstration"``) its demonstration (AIHF); those have no sampler log-prob.
 
     Attributes:
         text: the response text.
         token_ids: its token ids (what the trainer scores).
         logprob: Σ log π(token | prefix) under the sampling policy at temperature 1, nats; None for
-            a dataset response.
+            a dataset response or a demonstration.
         num_tokens: ``len(token_ids)``.
         finished: EOS or a stop token ended it.
-        source: ``"dataset"`` for a dataset response; None (and no key) for a sample.
+        source: ``"dataset"`` for a dataset response, ``"demonstration"`` for a demonstration; None
+            (and no key) for a sample.
         token_logprobs: log π(token | prefix) per token under the sampling policy, nats; kept
             (rollout objectives) when the sampler ran the trainer's weights, else None (no key).
     """
@@ -86,8 +87,8 @@ class Candidate(FlatRow):
 
     @property
     def sampled(self) -> bool:
-        """True for a policy sample, False for a dataset response."""
-        return self.source != "dataset"
+        """True for a policy sample, False for a dataset response or a demonstration."""
+        return self.source is None
 
 
 @dataclass(frozen=True)

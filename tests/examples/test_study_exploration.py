@@ -60,8 +60,12 @@ def test_an_rl_run_counts_its_rollouts_as_training_examples(study, tmp_path: Pat
 
 def test_grid_gives_every_algorithm_the_same_budget(study, tmp_path: Path) -> None:
     assert {"grpo", "rloo", "ppo"} == study.RL_ALGORITHMS < set(study.ALGORITHMS)
+    # The published study's eight rows are the default; every known row can be run by name.
+    assert len(study.STUDY_ALGORITHMS) == 8 and set(study.STUDY_ALGORITHMS) < set(study.ALGORITHMS)
+    assert study.parse_args([]).algorithms == list(study.STUDY_ALGORITHMS)
+    n = len(study.ALGORITHMS)
     jobs = study.make_jobs(["echo", "sort"], list(study.ALGORITHMS), 5, study.FULL, tmp_path)
-    assert len(jobs) == 2 * 8 * 5 and len({j.run_dir for j in jobs}) == 80
+    assert len(jobs) == 2 * n * 5 and len({j.run_dir for j in jobs}) == 2 * n * 5
     samples = set(study.FULL.overrides(rl=True))
     pairwise = set(study.FULL.overrides())
     assert samples < pairwise and {o.split("=")[0] for o in pairwise - samples} == {
@@ -79,7 +83,7 @@ def test_grid_gives_every_algorithm_the_same_budget(study, tmp_path: Path) -> No
     from selm.config import load_config
     from selm.loop.config import RunConfig
 
-    for job in jobs[:16]:  # seed 0: every algorithm on both tasks
+    for job in jobs[:2 * n]:  # seed 0: every algorithm on both tasks
         config = load_config(RunConfig, job.recipe, list(job.overrides))
         assert (config.rounds, config.prompts.per_round, config.sampling.n) == (3, 128, 8)
         assert (config.prompts.num_eval, config.eval.samples_per_prompt) == (64, 4)

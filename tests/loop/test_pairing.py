@@ -86,6 +86,22 @@ def test_online_ids_are_the_prompts_policy_samples():
     assert extras[1]["online_ids"] == [[1, 0], [1, 1], [1, 2]]
 
 
+def test_demonstration_pairs_are_added_and_never_ranked():
+    rows = [SampleRow(s.prompt_index, s.prompt, s.prompt_ids,
+                      s.candidates[:3] + [Candidate(f"p{s.prompt_index}demo", [s.prompt_index, 99], None, 2, True,
+                                                    source="demonstration")], None) for s in samples()]
+    # The demonstration scores best and worst in turn: if it were ranked it would be paired.
+    scores = [[0.2, 0.9, 0.5, 1.0], [0.4, 0.3, 0.1, -1.0], [0.0, 0.6, 0.3, 0.9]]
+    c = RunConfig(objective="aihf", demonstrations={})
+    pairs, extras, stats = round_pairs(c, build_objective("aihf"), rows, scores, seed=0)
+    assert [(p.chosen, p.rejected) for p in pairs] == [
+        ("p0s1", "p0s0"), ("p1s0", "p1s2"), ("p2s1", "p2s0"),  # best vs worst of the policy samples
+        ("p0demo", "p0s0"), ("p1demo", "p1s0"), ("p2demo", "p2s0")]  # demonstration vs the first sample y′
+    assert [e["is_demonstration"] for e in extras] == [0.0] * 3 + [1.0] * 3
+    assert stats["pairs/count"] == 3 and stats["pairs/demonstrations"] == 3
+    assert not rows[0].candidates[3].sampled
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
     (["objective=sail"], "the 'sail' objective and the sail: routes go together"),
     (["sail.pr=0.5"], "the 'sail' objective and the sail: routes go together"),

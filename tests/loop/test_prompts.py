@@ -32,3 +32,29 @@ def test_task_prompts_fill_every_round_and_too_few_prompts_are_refused(tmp_path)
     few.write_text('{"prompt": "a"}\n{"prompt": "b"}\n')
     with pytest.raises(ConfigError, match=r"prompts.train: 2 prompts, but 2 rounds × prompts.per_round 5 need 10"):
         load_run_prompts(RunConfig(rounds=2, prompts={"per_round": 5, "train": str(few)}), get_task("sort"))
+
+
+def test_demonstrations_come_from_the_column_or_the_seeded_task():
+    task = get_task("sort")
+    prompts = RunPrompts(task.train_prompts(3, 0), ["e"], None, per_round=3, schedule="chunks", seed=5)
+    # Drawn per (seed, prompt index): the same on every call (and on resume), a valid demonstration.
+    assert [prompts.demonstration(i, task) for i in range(3)] == [prompts.demonstration(i, task) for i in range(3)]
+    assert all(isinstance(prompts.demonstration(i, task), str) and prompts.demonstration(i, task) for i in range(3))
+    column = RunPrompts(["a", "b"], ["e"], None, 2, "chunks", 0, demonstrations=[" 1", " 2"])
+    assert column.demonstration(1, None) == " 2"
+
+
+def test_a_demonstration_column_is_read_in_prompt_order_and_a_gap_is_named(tmp_path):
+    import json
+
+    from selm.config import load_config
+
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"q{i}", "demo": f" d{i}"}) + "\n" for i in range(4)))
+    config = load_config(RunConfig, None, [f"prompts.train={path}", "prompts.per_round=2", "rounds=2",
+                                           "objective=aihf", "demonstrations={field: demo}"])
+    prompts = load_run_prompts(config, get_task("sort"))
+    assert [prompts.demonstration(i, None) for i in range(4)] == [" d0", " d1", " d2", " d3"]
+    path.write_text(json.dumps({"prompt": "q0", "demo": " d0"}) + "\n" + json.dumps({"prompt": "q1"}) + "\n")
+    with pytest.raises(ConfigError, match="demonstrations.field: row 2 of .* has no 'demo' value"):
+        load_run_prompts(config.model_copy(update={"rounds": 1}), get_task("sort"))

@@ -49,6 +49,8 @@ def random_fields(seed: int, dtype: torch.dtype = torch.float64, batch_size: int
         "reference_online_logps": -uniform(1.0, 30.0)[:, None] * torch.rand(batch_size, 4, generator=g, dtype=torch.float64),
         "chosen_grad_norms": uniform(0.5, 50.0),
         "rejected_grad_norms": uniform(0.5, 50.0),
+        # AIHF's pair kinds (an objective's own, registered field): 1 demonstration, 0 preference.
+        "is_demonstration": torch.randint(0, 2, (batch_size,), generator=g).to(torch.float64),
     }
     return {k: v.to(dtype) for k, v in values.items()}
 
@@ -69,6 +71,6 @@ def make_batch() -> Callable[..., PreferenceBatch]:
             values = {k: v for k, v in values.items() if k in only or k in mandatory}
         if requires_grad:
             values = {k: v.requires_grad_() for k, v in values.items()}
-        return PreferenceBatch(**values)
+        return PreferenceBatch.from_values(values)
 
     return make

@@ -35,6 +35,7 @@ REQUIRES = {
     "hypo": REF | {"policy_online_logps", "reference_online_logps"},
     "osp": REF | {"label_probs"}, "spce": REF | {"label_probs"}, "lcpo": REF,
     "alol": REF | {"chosen_advantages", "rejected_advantages"}, "cpl": set(),
+    "spac": REF | {"policy_explore_logps", "reference_explore_logps"}, "aihf": REF | {"is_demonstration"},
 }
 
 DEFAULTS = {
@@ -52,6 +53,7 @@ DEFAULTS = {
     "osp": {"beta": 0.1}, "spce": {"beta": 0.1},
     "lcpo": {"reliability": 0.9, "momentum": 0.1, "complement": True},
     "alol": {"epsilon": 0.9, "variant": "alol"}, "cpl": {"alpha": 0.1, "contrastive_bias": 0.5},
+    "spac": {"beta": 0.1, "lam": 1.0}, "aihf": {"beta": 0.1, "preference_weight": 1.0, "demonstration_weight": 1.0},
 }
 
 
@@ -136,6 +138,8 @@ def test_robust_without_noise_equals_dpo(make_batch):
     ("exo_pair", {"label_smoothing": 0.0}, "label_smoothing"),
     ("discopop", {"tau": 0.0}, "tau"),
     ("ipo", {"beta": math.inf}, "beta"),
+    ("spac", {"lam": -1.0}, "lam"),
+    ("aihf", {"demonstration_weight": -0.5}, "demonstration_weight"),
 ])
 def test_invalid_hyperparameter(name, hyperparameters, key):
     with pytest.raises(ConfigError, match=f"objective '{name}': {key} must be"):
@@ -151,7 +155,7 @@ def test_unknown_hyperparameter_names_it():
 
 
 def test_unknown_objective_lists_available():
-    with pytest.raises(ConfigError, match=r"unknown objective 'dpoo'; available: alol, apo_down, .*, xpo"):
+    with pytest.raises(ConfigError, match=r"unknown objective 'dpoo'; available: aihf, alol, apo_down, .*, xpo"):
         get_objective("dpoo")
 
 

@@ -67,13 +67,15 @@ def test_derived_sets():
 
 
 LIVE = {"tdpo1", "tdpo2", "hypo"}
-ROWS = {"selm": {"explore"}, "xpo": {"explore"}, "vpo": {"explore"}, "hypo": {"online"}}
+ROWS = {"selm": {"explore"}, "xpo": {"explore"}, "vpo": {"explore"}, "hypo": {"online"},
+        "spac": {"explore"}}
 
 
 @pytest.mark.parametrize("name", available_objectives("PreferenceBatch"))
 def test_reference_and_rows_follow_from_requires(name):
     objective = get_objective(name)
-    assert objective.requires <= set(OPTIONAL_FIELDS)
+    # The live table: it includes the fields objectives registered (AIHF's is_demonstration).
+    assert objective.requires <= set(PREFERENCE_FIELDS.optional)
     assert objective.needs_live_reference == (name in LIVE)
     assert objective.response_roles == {"chosen", "rejected"} | ROWS.get(name, set())
     assert not objective.needs_live_reference or objective.needs_reference

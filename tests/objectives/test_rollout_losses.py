@@ -58,7 +58,7 @@ def token_loss_by_hand(i: int, t: int, beta: float, estimator: str, entropy_coef
 # ---- the contract ----
 
 def test_registered_rollout_objectives():
-    assert available_objectives("RolloutBatch") == ["grpo", "pama", "ppo", "rloo"]
+    assert available_objectives("RolloutBatch") == ["fl_gfn", "grpo", "pama", "ppo", "rloo"]
 
 
 def test_requires_follow_the_hyperparameters():

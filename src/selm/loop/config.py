@@ -102,6 +102,14 @@ class SelfJudgeConfig(StrictModel):
     tau: float = Field(1.0, gt=0, description="label p = σ((s_w − s_l)/τ) from the self-scores s")
 
 
+class DemonstrationsConfig(StrictModel):
+    """AIHF (Li et al. 2024): per prompt, one demonstration pair (the prompt's demonstration vs. the
+    round-start policy's first sample) beside the preference pairs."""
+
+    field: str | None = Field(None, description="column of prompts.train holding each prompt's demonstration; "
+                                                "null: the task's demonstrations")
+
+
 class RolloutsConfig(RolloutRules):
     """RL rounds (rollout objectives: grpo, rloo, ppo, ...): every kept sample with its reward is a
     training example; the advantage estimator turns the rewards into advantages once per round."""
@@ -199,6 +207,8 @@ class RunConfig(WithObjective):
                                                     "on the difficult ones against the DPO policy")
     self_judge: SelfJudgeConfig | None = Field(
         None, description="OSP: rank candidates by the policy's mean token log-prob, soft labels")
+    demonstrations: DemonstrationsConfig | None = Field(
+        None, description="AIHF: demonstration pairs from the task's demonstrations or a column of prompts.train")
     objective: ObjectiveSpec = Field(default_factory=lambda: {"name": "selm", "beta": 0.1, "alpha": 0.001},
                                      description="loss: a name, {name: ..., hyperparameters} or a weighted list "
                                                  "(`selm objectives` lists them)")
@@ -298,6 +308,17 @@ class RunConfig(WithObjective):
             raise ValueError("prompts.dataset_responses needs prompts.train: a preference file with chosen/rejected")
         if ("routes" in objective.requires) != (self.sail is not None):
             raise ValueError("the 'sail' objective and the sail: routes go together (set both or neither)")
+        if ("is_demonstration" in objective.requires) != (self.demonstrations is not None):
+            raise ValueError(f"objective '{objective.name}': demonstration pairs (is_demonstration) come from "
+                             f"demonstrations; set both (objective aihf) or neither")
+        if self.demonstrations is not None and self.demonstrations.field is not None and self.prompts.train is None:
+            raise ValueError("demonstrations.field names a column of prompts.train: set prompts.train")
+        if self.demonstrations is not None and self.demonstrations.field is None and self.task is None:
+            raise ValueError("demonstrations: without a built-in task, set demonstrations.field "
+                             "(a column of prompts.train)")
+        if objective.name == "spac" and (self.reference != "round_start" or self.explore_mode != "sample"):
+            raise ValueError("objective 'spac' plays against the round-start policy π_t: set reference: round_start "
+                             "and sampling.explore: sample (y′ ∼ π_t)")
         if ("label_probs" in objective.requires) != (self.self_judge is not None):
             raise ValueError(f"objective '{objective.name}': soft labels (label_probs) come from self_judge; "
                              f"set both or neither")
@@ -313,6 +334,9 @@ class RunConfig(WithObjective):
 
     def _consistent_rollouts(self) -> "RunConfig":
         objective, estimator = self.built_objective, self.rollouts.estimator
+        if {"termination_token_logps", "prefix_rewards"} & objective.requires:
+            raise ValueError(f"objective '{objective.name}' reads per-prefix rewards and termination log-probs, "
+                             f"which the round loop does not compute yet; it trains from its own batches only")
         if estimator.group_based and self.sampling.n < 2:
             raise ValueError(f"rollouts.advantage '{estimator.name}' compares the samples of each prompt: "
                              f"sampling.n must be >= 2, got {self.sampling.n}")
@@ -337,8 +361,9 @@ class RunConfig(WithObjective):
         if vector_judge and self.rollouts.dynamic_sampling:
             raise ValueError("rollouts.dynamic_sampling judges extra draws with scalar rewards only; "
                              "a vector judge cannot be combined with it")
-        if self.sail is not None or self.self_judge is not None or self.prompts.dataset_responses:
-            raise ValueError(f"objective '{objective.name}' trains on rollouts: sail, self_judge and "
+        if (self.sail is not None or self.self_judge is not None or self.prompts.dataset_responses
+                or self.demonstrations is not None):
+            raise ValueError(f"objective '{objective.name}' trains on rollouts: sail, self_judge, demonstrations and "
                              f"prompts.dataset_responses are for pair objectives")
         return self
 

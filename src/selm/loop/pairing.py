@@ -11,6 +11,9 @@ pairings live here, each chosen by the run config:
   probabilities (dp, pp, pr, 1 − dp − pp − pr) from a generator seeded by (seed, prompt index).
 - ``self_judge`` — OSP: the candidates are ranked by the policy's own scores (``self_scores``),
   not the judge's, and each pair gets the soft label p = σ((s_w − s_l)/τ).
+- ``demonstrations`` — AIHF: the prompt's demonstration (its last candidate, never ranked) is
+  paired as chosen with the prompt's first policy sample y′ ∼ π_t as rejected, one demonstration
+  pair per prompt beside the preference pairs; every pair gets ``is_demonstration`` (1 or 0).
 
 Per-pair values for the objective, added when it ``requires`` them:
 
@@ -50,6 +53,17 @@ def _dataset_indices(sample: SampleRow) -> tuple[int, int]:
         raise ConfigError("pairs.strategy dataset / sail: every prompt needs its dataset pair "
                           "(set prompts.dataset_responses: true)")
     return found[0], found[1]
+
+
+def _ranked(sample: SampleRow) -> int:
+    """How many of the prompt's candidates the judge's pairing ranks: all but a demonstration, which
+    is appended last."""
+    return len(sample.candidates) - (sample.candidates[-1].source == "demonstration")
+
+
+def _demonstration_pairs(samples: list[SampleRow], scores: list[list[float]]) -> list[Pair]:
+    """AIHF's demonstration pairs: per prompt, (its demonstration, its first policy sample)."""
+    return [_pair(p, s, sc, len(s.candidates) - 1, _policy_indices(s)[0]) for p, (s, sc) in enumerate(zip(samples, scores))]
 
 
 def _pair(p: int, sample: SampleRow, scores: Sequence[float], chosen: int, rejected: int) -> Pair:
@@ -117,10 +131,12 @@ def round_pairs(config: RunConfig, objective: Objective, samples: list[SampleRow
         stats = {"pairs/count": len(pairs), "pairs/prompts": len(samples)}
     else:
         ranking = self_scores if c.self_judge is not None else scores
+        ranked = [s.candidates[:_ranked(s)] for s in samples]
         pairs, pair_stats = build_pairs(
-            [s.prompt_index for s in samples], [[x.text for x in s.candidates] for s in samples], ranking,
+            [s.prompt_index for s in samples], [[x.text for x in r] for r in ranked],
+            [sc[:len(r)] for sc, r in zip(ranking, ranked)],
             strategy=c.pairs.strategy, min_margin=c.pairs.min_margin, length_penalty=c.pairs.length_penalty,
-            lengths=[[x.num_tokens for x in s.candidates] for s in samples], seed=seed)
+            lengths=[[x.num_tokens for x in r] for r in ranked], seed=seed)
         stats = pair_stats.as_metrics()
         extras = [{} for _ in pairs]
         if c.self_judge is not None:
@@ -142,6 +158,12 @@ def round_pairs(config: RunConfig, objective: Objective, samples: list[SampleRow
         for pair, extra in zip(pairs, extras):
             sample = samples[pair.prompt_index]
             extra["online_ids"] = [sample.candidates[i].token_ids for i in _policy_indices(sample)]
+    if c.demonstrations is not None:
+        demonstrations = _demonstration_pairs(samples, scores)
+        extras = [{**extra, "is_demonstration": 0.0} for extra in extras] + [{"is_demonstration": 1.0}
+                                                                             for _ in demonstrations]
+        pairs = pairs + demonstrations
+        stats["pairs/demonstrations"] = len(demonstrations)
     return pairs, extras, stats
 
 

@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from selm.data import load_preference_data, load_prompts
+from selm.data import load_preference_data, load_prompts, load_rows
 from selm.errors import ConfigError
 from selm.loop.config import RunConfig
 from selm.loop.seeds import derived_seed
@@ -25,6 +25,8 @@ class RunPrompts:
         per_round: training prompts per round.
         schedule: ``"chunks"`` (disjoint contiguous chunks) or ``"resample"`` (a seeded draw per round).
         seed: the run's seed.
+        demonstrations: with ``demonstrations.field``, each training prompt's demonstration (that
+            column of ``prompts.train``); else None (the task's demonstrations, if any, are drawn).
     """
 
     train: list[Any]
@@ -33,6 +35,7 @@ class RunPrompts:
     per_round: int
     schedule: str
     seed: int
+    demonstrations: list[Any] | None = None
 
     def indices(self, k: int) -> list[int]:
         """Indices (into ``train``) of round k's prompts: the k-th contiguous chunk, or a seeded draw."""
@@ -46,6 +49,13 @@ class RunPrompts:
         sampling): a seeded draw from every training prompt, without repeats within the draw."""
         rng = random.Random(derived_seed(self.seed, k, f"prompts-extra-{draw}"))
         return rng.sample(range(len(self.train)), min(count, len(self.train)))
+
+    def demonstration(self, index: int, task: Task | None) -> Any:
+        """The demonstration of training prompt ``index`` (AIHF): its dataset column, else the
+        task's demonstration drawn with a generator seeded by (seed, index), the same on resume."""
+        if self.demonstrations is not None:
+            return self.demonstrations[index]
+        return task.demonstration(self.train[index], random.Random(f"{self.seed}/demonstration/{index}"))
 
     def for_round(self, k: int) -> list[Any]:
         """Round k's training prompts."""
@@ -74,4 +84,20 @@ def load_run_prompts(config: RunConfig, task: Task | None) -> RunPrompts:
                           f"{p.per_round} need {c.rounds * p.per_round} (or set prompts.schedule: resample)")
     if not evals:
         raise ConfigError("prompts.eval: no held-out prompts")
-    return RunPrompts(train, evals, dataset_responses, p.per_round, p.schedule, c.seed)
+    demonstrations = None
+    if c.demonstrations is not None and c.demonstrations.field is not None:
+        demonstrations = _column(p.train, c.demonstrations.field)
+    return RunPrompts(train, evals, dataset_responses, p.per_round, p.schedule, c.seed, demonstrations)
+
+
+def _column(source: str, field: str) -> list[Any]:
+    """Column ``field`` of every row of ``source``, in source order (the prompts' order).
+
+    Raises:
+        ConfigError: ``"demonstrations.field: ..."`` naming the first row without a non-empty value.
+    """
+    rows = load_rows(source)
+    for number, row in enumerate(rows, 1):
+        if not row.get(field):
+            raise ConfigError(f"demonstrations.field: row {number} of {source} has no '{field}' value")
+    return [row[field] for row in rows]

@@ -136,8 +136,15 @@ class OnlineRun:
         # RL's importance ratio reuses the sampler's per-token log-probs when it ran these weights.
         keep = c.rollouts_in_round(k) and not sampler.separate_engine
         dataset = self.prompts.dataset_responses
-        rows = [SampleRow(i, prompt, ids, [sampled_candidate(x, keep) for x in outs] + (
-                    [dataset_candidate(self.tokenizer, prompt, r) for r in dataset[source]] if dataset is not None else []), y0)
+
+        def others(source: int, prompt: Any) -> list[Any]:
+            """The prompt's dataset responses, then (AIHF) its demonstration, last."""
+            found = [dataset_candidate(self.tokenizer, prompt, r) for r in dataset[source]] if dataset is not None else []
+            if c.demonstrations is not None:
+                found.append(dataset_candidate(self.tokenizer, prompt, self.prompts.demonstration(source, self.parts.task),
+                                               source="demonstration"))
+            return found
+        rows = [SampleRow(i, prompt, ids, [sampled_candidate(x, keep) for x in outs] + others(source, prompt), y0)
                 for i, (source, prompt, ids, outs, y0) in enumerate(zip(indices, prompts, prompt_ids, outputs, explore))]
         return rows, policy, drift
 
@@ -251,7 +258,6 @@ class OnlineRun:
         # Every process may read the folder the main process has just written.
         self.accelerator.wait_for_everyone()
         return self.policies.policy(k)
-
 
     def _train_pairs(self, k: int, rd: RoundDir) -> dict[str, Any]:
         c = self.config

@@ -26,11 +26,12 @@ def sampled_candidate(completion: Completion, keep_token_logprobs: bool = False)
                      token_logprobs=list(tokens) if tokens is not None else None)
 
 
-def dataset_candidate(tokenizer: Any, prompt: Prompt, response: Any) -> Candidate:
-    """A dataset response as a candidate: tokenized like training data, never sampled (no log-prob)."""
+def dataset_candidate(tokenizer: Any, prompt: Prompt, response: Any, source: str = "dataset") -> Candidate:
+    """A dataset response (or, ``source="demonstration"``, a demonstration) as a candidate: tokenized
+    like training data, never sampled (no log-prob)."""
     ids = tokenize_response(tokenizer, prompt, response)
     text = response[-1]["content"] if isinstance(response, list) else response
-    return Candidate(text=text, token_ids=ids, logprob=None, num_tokens=len(ids), finished=True, source="dataset")
+    return Candidate(text=text, token_ids=ids, logprob=None, num_tokens=len(ids), finished=True, source=source)
 
 
 class BlockSampler:

@@ -9,7 +9,7 @@ import torch
 from selm.artifacts import PairRow
 from selm.data import TokenizedPair
 from selm.eval import keys
-from selm.objectives.fields import PAIR_VALUE_FIELDS
+from selm.objectives.fields import PREFERENCE_FIELDS, Source
 from selm.train.diagnostics import GRAD_KEYS, logp_shift_metrics
 from selm.train.trainer import TrainResult
 
@@ -19,10 +19,12 @@ NOT_ROUND_METRICS = frozenset({keys.TOKENS_PER_S, keys.NONFINITE_STEPS})
 
 def tokenized_pairs(rows: list[PairRow]) -> list[TokenizedPair]:
     """The trainer's pairs: the sampled token ids themselves (no re-tokenization, so the trainer scores
-    exactly the tokens the sampler produced) and the per-pair values the objectives read."""
+    exactly the tokens the sampler produced) and the per-pair values the objectives read (their own
+    registered fields included, so the live table is read here)."""
+    pair_values = PREFERENCE_FIELDS.names_where(source=Source.PAIR_VALUE)
     return [TokenizedPair(index=i, prompt_ids=r.prompt_ids, chosen_ids=r.chosen_ids, rejected_ids=r.rejected_ids,
                           explore_ids=r.explore_ids, online_ids=r.values.get("online_ids"),
-                          extras={key: r.values[key] for key in PAIR_VALUE_FIELDS if key in r.values})
+                          extras={key: r.values[key] for key in pair_values if key in r.values})
             for i, r in enumerate(rows)]
 
 

@@ -15,10 +15,12 @@ from selm.errors import ConfigError
 
 # Importing a module registers its objectives.
 from selm.objectives import (  # noqa: F401
+    aihf,
     alol,
     cpl,
     dpo,
     dpo_variants,
+    gflownet,
     grpo,
     hinge,
     hypo,
@@ -34,6 +36,7 @@ from selm.objectives import (  # noqa: F401
     selm,
     sft,
     simpo,
+    spac,
     tdpo,
     vpo,
     xpo,

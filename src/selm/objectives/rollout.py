@@ -49,6 +49,8 @@ ROLLOUT_FIELDS = FieldTable("RolloutBatch", ("response",), (
     FieldSpec("old_values",             Source.ROLLOUT,    "values",      "response", ReferenceUse.NONE,          _BT),
     FieldSpec("returns",                Source.ROLLOUT,    "return",      "response", ReferenceUse.NONE,          _BT),
     FieldSpec("objective_advantages",   Source.ROLLOUT,    "advantage",   "response", ReferenceUse.NONE,          ("B", "T", "K")),
+    FieldSpec("termination_token_logps", Source.POLICY,    "termination_logps", "response", ReferenceUse.NONE,    _BT),
+    FieldSpec("prefix_rewards",         Source.ROLLOUT,    "prefix_reward", "response", ReferenceUse.NONE,        _BT),
 ))
 
 
@@ -71,6 +73,10 @@ class RolloutBatch:
         returns: [B, T] value targets (advantages + old values for GAE), reward units.
         objective_advantages: [B, T, K] one advantage per objective (the estimator run on each
             reward column of a ``vector`` judge; PAMA), fixed across update epochs.
+        termination_token_logps: [B, T] log π_θ(⊤ | x, y_<t): the policy's log-prob of ending the
+            response (EOS) at the state before token t, nats (GFlowNet fine-tuning).
+        prefix_rewards: [B, T] the judge's score of the prefix y_<t as a complete response (the
+            state before token t; position 0: the empty response), reward units.
     """
 
     policy_token_logps: torch.Tensor
@@ -83,6 +89,8 @@ class RolloutBatch:
     old_values: torch.Tensor | None = None
     returns: torch.Tensor | None = None
     objective_advantages: torch.Tensor | None = None
+    termination_token_logps: torch.Tensor | None = None
+    prefix_rewards: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         ROLLOUT_FIELDS.check_shapes({f.name: getattr(self, f.name) for f in fields(self)})
