@@ -100,17 +100,21 @@ class SampleRow:
     prompt_ids: list[int]
     candidates: list[Candidate]
     explore: Candidate | None  # the exploration response y0 (SELM's greedy answer, XPO's extra sample)
+    # The fingerprint of the weights its samples came from (selm.modeling.loading.model_fingerprint);
+    # None in runs made before samples were stamped.
+    weights: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"prompt_index": self.prompt_index, "prompt": self.prompt, "prompt_ids": self.prompt_ids,
-                "candidates": [c.to_json() for c in self.candidates],
-                "explore": self.explore.to_json() if self.explore is not None else None}
+        row = {"prompt_index": self.prompt_index, "prompt": self.prompt, "prompt_ids": self.prompt_ids,
+               "candidates": [c.to_json() for c in self.candidates],
+               "explore": self.explore.to_json() if self.explore is not None else None}
+        return {**row, "weights": self.weights} if self.weights is not None else row
 
     @classmethod
     def from_json(cls, row: Mapping[str, Any]) -> SampleRow:
         return cls(row["prompt_index"], row["prompt"], row["prompt_ids"],
                    [Candidate.from_json(c) for c in row["candidates"]],
-                   Candidate.from_json(row["explore"]) if row["explore"] is not None else None)
+                   Candidate.from_json(row["explore"]) if row["explore"] is not None else None, row.get("weights"))
 
 
 @dataclass(frozen=True)

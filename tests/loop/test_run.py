@@ -183,3 +183,28 @@ def test_dataset_responses_join_the_candidates(tmp_path):
                for s in samples)
     pairs = [json.loads(x) for x in (out / "rounds" / "01" / "pairs.jsonl").read_text().splitlines()]
     assert pairs and all(p["chosen_score"] == 1.0 for p in pairs)  # the sorted dataset answer always wins
+
+
+def test_samples_are_stamped_and_stale_ones_are_not_trained_on(tmp_path):
+    """Every sample row names the weights it came from; training refuses a round whose samples came
+    from other weights than its start policy (a sampler left serving stale weights)."""
+    from types import SimpleNamespace
+
+    from selm.artifacts import SampleRow, read_rows, write_rows
+    from selm.modeling.loading import model_fingerprint
+    from selm.modeling.tiny import build_tiny_model
+
+    out = start_run(None, [*SMALL, "rounds=1"], output=tmp_path / "run", progress=False)
+    rows = read_rows(RunDir(out).round(1).file("samples.jsonl"), SampleRow)
+    manifest = RunDir(out).round(1).manifest["phases"]["sample"]
+    assert {r.weights for r in rows} == {manifest["policy_fingerprint"]} and len(manifest["policy_fingerprint"]) == 64
+
+    policy = build_tiny_model(300)
+    fake = SimpleNamespace(policies=SimpleNamespace(for_training=lambda k: policy))
+    samples = tmp_path / "samples.jsonl"
+    rd = SimpleNamespace(file=lambda name: samples)
+    write_rows(samples, [SampleRow(0, "p", [1], [], None, model_fingerprint(policy))])
+    assert OnlineRun._round_start_policy(fake, 1, rd) is policy
+    write_rows(samples, [SampleRow(0, "p", [1], [], None, "0" * 64)])
+    with pytest.raises(UserError, match="stale samples are not trained on"):
+        OnlineRun._round_start_policy(fake, 1, rd)

@@ -111,18 +111,20 @@ class OnlineRun:
 
     def phase_sample(self, k: int, rd: RoundDir) -> dict[str, Any]:
         seed = derived_seed(self.config.seed, k, "sample")
-        rows, policy, drift = self._sample_rows(k, self.prompts.indices(k), seed)
+        rows, drift = self._sample_rows(k, self.prompts.indices(k), seed)
         self._write(rd.file("samples.jsonl"), rows)
         return {"artifact": "samples.jsonl", "tokens": sum(x.num_tokens for r in rows for x in r.candidates if x.sampled),
-                "seed": seed, "policy_fingerprint": model_fingerprint(policy), "drift": drift}
+                "seed": seed, "policy_fingerprint": rows[0].weights if rows else None, "drift": drift}
 
-    def _sample_rows(self, k: int, indices: list[int], seed: int) -> tuple[list[SampleRow], torch.nn.Module, dict[str, float]]:
-        """The sample rows of training prompts ``indices`` from π_{k−1}, that policy, and the drift
-        of a separate sampling engine's log-probs from the trainer's ({} for the trainer's own)."""
+    def _sample_rows(self, k: int, indices: list[int], seed: int) -> tuple[list[SampleRow], dict[str, float]]:
+        """The sample rows of training prompts ``indices`` from π_{k−1}, each stamped with those
+        weights' fingerprint, and the drift of a separate sampling engine's log-probs from the
+        trainer's ({} for the trainer's own)."""
         c = self.config
         prompts = [self.prompts.train[i] for i in indices]
         prompt_ids = [tokenize_prompt(self.tokenizer, p) for p in prompts]
         policy = self.policies.policy(k - 1)
+        weights = model_fingerprint(policy)
         sampler = self.sampling.backend(policy, self.policies.saved_path(k - 1))
         outputs = self.sampling.generate(sampler, prompt_ids, self.sampling.params(c.sampling.n, c.sampling.temperature, seed))
         # A backend with its own kernels (vLLM): log how far its log-probs are from the trainer's.
@@ -144,9 +146,10 @@ class OnlineRun:
                 found.append(dataset_candidate(self.tokenizer, prompt, self.prompts.demonstration(source, self.parts.task),
                                                source="demonstration"))
             return found
-        rows = [SampleRow(i, prompt, ids, [sampled_candidate(x, keep) for x in outs] + others(source, prompt), y0)
+        rows = [SampleRow(i, prompt, ids, [sampled_candidate(x, keep) for x in outs] + others(source, prompt), y0,
+                          weights)
                 for i, (source, prompt, ids, outs, y0) in enumerate(zip(indices, prompts, prompt_ids, outputs, explore))]
-        return rows, policy, drift
+        return rows, drift
 
     def phase_judge(self, k: int, rd: RoundDir) -> dict[str, Any]:
         samples = read_rows(rd.file("samples.jsonl"), SampleRow)
@@ -217,7 +220,7 @@ class OnlineRun:
         drawn, draws = len(samples), 0
         while plan.needs_more(len(kept), draws):
             count = plan.next_draw(len(kept), drawn)
-            more, _, _ = self._sample_rows(k, self.prompts.extra_indices(k, draws, count),
+            more, _ = self._sample_rows(k, self.prompts.extra_indices(k, draws, count),
                                            derived_seed(self.config.seed, k, f"sample-extra-{draws}"))
             more_scores = self._judge(more)
             kept += [(s, sc) for s, sc, ok in zip(more, more_scores, informative_groups(more_scores)) if ok]
@@ -238,6 +241,17 @@ class OnlineRun:
         keep = easy if part == "easy" else difficult
         return [samples[i] for i in keep], [scores[i] for i in keep], {
             "mpo/easy_prompts": len(easy), "mpo/difficult_prompts": len(difficult)}
+
+    def _round_start_policy(self, k: int, rd: RoundDir) -> torch.nn.Module:
+        """π_{k−1}, to be trained in round k, after checking that every sample of the round came
+        from exactly these weights: training on samples of other (stale) weights is refused."""
+        policy = self.policies.for_training(k - 1)
+        stamps = {row.weights for row in read_rows(rd.file("samples.jsonl"), SampleRow)} - {None}
+        if stamps and stamps != {model_fingerprint(policy)}:
+            raise UserError(f"{rd.file('samples.jsonl')}: sampled from weights {sorted(stamps)[0][:12]}…, not round "
+                            f"{k}'s start policy {model_fingerprint(policy)[:12]}… (stale samples are not trained "
+                            f"on); delete the round's folder and resume to sample it again")
+        return policy
 
     def _carry_over(self, k: int, why: str) -> None:
         """Nothing to train on in round k: its policy is the round-start one, saved again."""
@@ -277,7 +291,7 @@ class OnlineRun:
                               chunk_size=c.train.chunk_size, device=self.accelerator.device)
 
         torch.manual_seed(derived_seed(c.seed, k, "train"))
-        policy = self.policies.for_training(k - 1)
+        policy = self._round_start_policy(k, rd)
         reference = self.policies.reference_for_round(k, policy)
         args = c.train.model_copy(update={"seed": derived_seed(c.seed, k, "train-order"),
                                           "reference_cache_dir": str(self.run_dir.path / "cache" / "reference_logps")})
@@ -306,7 +320,7 @@ class OnlineRun:
             self._carry_over(k, "no rollouts (every prompt filtered out?)")
             return {"artifact": "policy", "train": {}, "tokens": 0}
         torch.manual_seed(derived_seed(c.seed, k, "train"))
-        policy = self.policies.for_training(k - 1)
+        policy = self._round_start_policy(k, rd)
         reference = self.policies.reference_for_round(k, policy)
         critic = self.policies.critic(k - 1, policy) if "values" in self.objective.requires else None
         args = c.train.model_copy(update={"seed": derived_seed(c.seed, k, "train-order")})

@@ -156,8 +156,9 @@ class Trainer:
         self.reference = reference if needs_ref else None
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
-        # Accelerate's own FSDP (a GPU launch with an FSDP config) is taken as a request for selm's FSDP2.
-        self.sharded = args.fsdp or self.accelerator.distributed_type.value == "FSDP"
+        # Accelerate's own FSDP (a GPU launch with an FSDP config) is taken as a request for selm's
+        # FSDP2; one process has nothing to shard.
+        self.sharded = (args.fsdp or self.accelerator.distributed_type.value == "FSDP") and self.world_size > 1
         self.progress = progress and self.accelerator.is_main_process
         self.critic_learning_rate = critic_learning_rate
         self.check_examples()
