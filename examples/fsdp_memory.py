@@ -96,7 +96,7 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    n_params = args.layers * 12 * args.hidden**2 + args.vocab * args.hidden
+    n_params = args.layers * 16 * args.hidden**2 + args.vocab * args.hidden  # attention 4H², SwiGLU 3·H·4H
     print(f"Llama, hidden {args.hidden}, {args.layers} layers, vocab {args.vocab} (tied): ~{n_params / 1e6:.0f}M "
           f"parameters, float32, AdamW; {args.steps} steps of 8 pairs × 96 tokens\n")
     print("| processes | state per process (params + grads + AdamW) | of which params | peak RSS per process |")

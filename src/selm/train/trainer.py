@@ -156,6 +156,10 @@ class Trainer:
         self.reference = reference if needs_ref else None
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        if self.accelerator.distributed_type.value == "DEEPSPEED":
+            raise ConfigError("DeepSpeed: selm's trainers do not drive DeepSpeed (their checkpoints and the "
+                              "consolidated save are untested under ZeRO); shard with train.fsdp=true (FSDP2) "
+                              "and a DDP or FSDP launch config instead")
         # Accelerate's own FSDP (a GPU launch with an FSDP config) is taken as a request for selm's
         # FSDP2; one process has nothing to shard.
         self.sharded = (args.fsdp or self.accelerator.distributed_type.value == "FSDP") and self.world_size > 1
