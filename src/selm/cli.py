@@ -25,7 +25,7 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     from selm.train.run import run_train
 
     config = load_config(TrainConfig, ns.recipe, ns.overrides)
-    result = run_train(config, resume=ns.resume, progress=not ns.quiet)
+    result = run_train(config, resume=ns.resume, progress=not ns.quiet, overwrite=ns.overwrite)
     if not _is_main_process():
         return 0
     shown = {k: v for k, v in result.metrics.items() if k in TRAIN_HEADLINE}
@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("recipe", help="YAML recipe (see recipes/)")
     train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.learning_rate=1e-5")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    train.add_argument("--overwrite", action="store_true", help="replace a trained model already in output_dir")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--help-config", action=_HelpConfig, command="train")
     train.set_defaults(func=_cmd_train)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from selm.data.splits import load_train_and_eval_rows, split_eval
+from selm.errors import DataError
 
 
 def test_split_eval_holds_out_the_rounded_fraction_deterministically() -> None:
@@ -23,6 +26,9 @@ def test_split_eval_edge_cases() -> None:
     # A tiny positive ratio still holds out one row.
     train, held = split_eval(list(range(10)), 0.01, seed=0)
     assert len(held) == 1 and len(train) == 9
+    # One row and any positive ratio: the held-out row would be all of them. Said so, not "empty".
+    with pytest.raises(DataError, match="eval_split_ratio: holding out 0.1 of 1 row.* takes every row"):
+        split_eval(["only"], 0.1, seed=0)
 
 
 def write_pairs(path: Path, n: int, tag: str) -> str:

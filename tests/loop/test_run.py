@@ -208,3 +208,22 @@ def test_samples_are_stamped_and_stale_ones_are_not_trained_on(tmp_path):
     write_rows(samples, [SampleRow(0, "p", [1], [], None, "0" * 64)])
     with pytest.raises(UserError, match="stale samples are not trained on"):
         OnlineRun._round_start_policy(fake, 1, rd)
+
+
+def test_a_run_that_fails_before_its_first_phase_leaves_no_run_directory(tmp_path):
+    """Round 0's evaluation is the first phase: a judge that fails there leaves nothing, so the
+    corrected command can reuse --output (a later failure leaves a resumable run)."""
+    judge = tmp_path / "judge.py"
+    judge.write_text("def score(prompt, response):\n    raise ValueError('the judge is misconfigured')\n")
+    out = tmp_path / "run"
+    with pytest.raises(Exception, match="misconfigured"):
+        start_run(None, [*SMALL, "rounds=1", f"judge={{kind: function, callable: '{judge}:score'}}"], output=out,
+                  progress=False)
+    assert not out.exists()
+    start_run(None, [*SMALL, "rounds=1"], output=out, progress=False)
+    assert len(metrics(out)) == 2
+
+
+def test_identical_samples_are_named_as_the_reason_for_no_pairs(tmp_path):
+    with pytest.warns(UserWarning, match="every prompt's samples are identical .*temperature 0"):
+        start_run(None, [*SMALL, "rounds=1", "sampling.temperature=0"], output=tmp_path / "run", progress=False)

@@ -56,3 +56,19 @@ def test_train_resume_continues_from_the_last_checkpoint(tmp_path, capsys):
     assert "resuming from" in printed and "checkpoint-2" in printed and "done: 3 steps" in printed
     log = [json.loads(x) for x in (tmp_path / "out" / "train_log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in log if "loss" in e] == [1, 2, 3]
+
+
+def test_a_failed_start_writes_nothing_and_a_trained_model_is_not_overwritten(tmp_path, capsys):
+    # An objective the data cannot feed fails before training: no output folder, no config.yaml.
+    assert main(["train", str(recipe(tmp_path)), "--quiet", "objective=normalized_margin", "train.fsdp=true"]) == 2
+    assert "normalized_margin" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    path = recipe(tmp_path)
+    assert main(["train", str(path), "--quiet", "train.max_steps=1"]) == 0
+    before = (tmp_path / "out" / "model.safetensors").read_bytes()
+    assert main(["train", str(path), "--quiet", "train.max_steps=1", "train.learning_rate=0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "output_dir" in err and "already holds a trained model" in err and "--overwrite" in err
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == before
+    assert main(["train", str(path), "--quiet", "--overwrite", "train.max_steps=1", "train.learning_rate=0.1"]) == 0
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() != before

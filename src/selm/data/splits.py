@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from selm.data.preference import load_preference_data
+from selm.errors import DataError
 
 
 def split_eval(pairs: list, ratio: float, seed: int) -> tuple[list, list]:
@@ -14,6 +15,9 @@ def split_eval(pairs: list, ratio: float, seed: int) -> tuple[list, list]:
     order = list(range(len(pairs)))
     random.Random(seed).shuffle(order)
     n_eval = max(1, int(round(ratio * len(pairs))))
+    if n_eval >= len(pairs):
+        raise DataError(f"eval_split_ratio: holding out {ratio} of {len(pairs)} row(s) takes every row (at least one is "
+                        f"held out), leaving none to train on; lower it to 0 or give more rows")
     held = set(order[:n_eval])
     return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
 

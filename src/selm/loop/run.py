@@ -253,6 +253,17 @@ class OnlineRun:
                             f"on); delete the round's folder and resume to sample it again")
         return policy
 
+    def _why_no_pairs(self, rd: RoundDir) -> str:
+        """Why round ``rd`` built no preference pair, in words a user can act on."""
+        samples = read_rows(rd.file("samples.jsonl"), SampleRow)
+        if all(len({tuple(x.token_ids) for x in s.candidates if x.sampled}) <= 1 for s in samples):
+            return ("no preference pairs: every prompt's samples are identical (sampling.temperature 0 gives n "
+                    "copies of the greedy answer)")
+        scores = [r.scores for r in read_rows(rd.file("scores.jsonl"), ScoreRow)]
+        if all(max(sc) == min(sc) for sc in scores if sc):
+            return "no preference pairs: the judge gave every candidate of each prompt the same score (all ties)"
+        return "no preference pairs: no two candidates of a prompt passed the pair rules (pairs.min_margin, pairs.strategy)"
+
     def _carry_over(self, k: int, why: str) -> None:
         """Nothing to train on in round k: its policy is the round-start one, saved again."""
         if self.is_main:
@@ -283,7 +294,7 @@ class OnlineRun:
             objective.load_state_dict(state)
         pairs = tokenized_pairs(read_rows(rd.file("pairs.jsonl"), PairRow))
         if not pairs:
-            self._carry_over(k, "no preference pairs (all ties?)")
+            self._carry_over(k, self._why_no_pairs(rd))
             return {"artifact": "policy", "train": {}, "tokens": 0, "objective_state": objective.state_dict()}
 
         def logps(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -421,12 +432,21 @@ def start_run(recipe: str | Path | None, overrides: list[str] | None = None, out
         return path
 
     run_dir = RunDir(run_on_main(accelerator, choose))
+    existed = run_dir.path.exists()
     # model/judge/data errors: before the run dir exists
     runner = OnlineRun(config, run_dir, progress=progress, accelerator=accelerator)
     run_on_main(accelerator, run_dir.check_writable)
     if runner.is_main:
         atomic_write_text(run_dir.config_path, dump_config(config))
-    return runner.execute()
+    try:
+        return runner.execute()
+    except BaseException:
+        # A run that failed before it finished a single phase (round 0's evaluation: a task that
+        # does not fit the prompts, a judge that does not answer) leaves nothing behind, so the
+        # corrected command can reuse its --output; a later failure leaves a resumable run.
+        if runner.is_main and not existed and not run_dir.round(0).is_done("evaluate"):
+            shutil.rmtree(run_dir.path, ignore_errors=True)
+        raise
 
 
 def resume_run(run_dir: str | Path, progress: bool = True) -> Path:

@@ -31,18 +31,34 @@ from selm.train.trainer import PreferenceTrainer, TrainResult, latest_checkpoint
 logger = logging.getLogger(__name__)
 
 
-def run_train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
+# Files of a finished `selm train` in its output_dir: a second job there would replace them.
+TRAINED_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "train_results.json")
+
+
+def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse an output_dir that cannot be written, or that holds a trained model (unless
+    ``resume`` or ``overwrite``). Creates nothing: the folder is made when the job starts."""
+    existing = next((p for p in (output_dir, *output_dir.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise ConfigError(f"output_dir: '{output_dir}' is not writable")
+    held = [name for name in TRAINED_FILES if (output_dir / name).exists()]
+    if held and not (resume or overwrite):
+        raise ConfigError(f"output_dir: '{output_dir}' already holds a trained model ({held[0]}); "
+                          f"pass --overwrite to replace it, --resume to continue it, or choose another output_dir")
+
+
+def run_train(config: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> TrainResult:
     """Train as the recipe says and save the result to ``config.output_dir``.
 
     Under ``torchrun`` / ``accelerate launch`` every process runs this; training is data-parallel
-    and only the main process writes files.
+    and only the main process writes files. Nothing is written (not even the folder) unless the
+    job gets as far as its first training step's setup: a bad model, data or objective leaves no
+    trace; an existing trained model is replaced only with ``overwrite``.
     """
     args = config.train
     torch.manual_seed(args.seed)
     output_dir = Path(config.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if not os.access(output_dir, os.W_OK):
-        raise ConfigError(f"output_dir: '{output_dir}' is not writable")
+    check_output_dir(output_dir, resume, overwrite)
     objective = config.built_objective
     accelerator = make_accelerator(args.report_to, output_dir, config.name, config.model_dump(mode="json"))
     main = accelerator.is_main_process
@@ -72,11 +88,12 @@ def run_train(config: TrainConfig, resume: bool = False, progress: bool = True) 
     reference = build_reference(model, objective, args, explicit_reference, model_source,
                                 config.trust_remote_code, config.allow_pickle)
 
-    if main:
-        (output_dir / "config.yaml").write_text(dump_config(config))
     trainer = PreferenceTrainer(model, objective, args, train_pairs, tokenizer.pad_token_id,
                                 reference=reference, eval_pairs=eval_pairs, output_dir=output_dir,
                                 accelerator=accelerator, progress=progress)
+    if main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.yaml").write_text(dump_config(config))
     checkpoint = latest_checkpoint(output_dir) if resume else None
     if resume:
         print(f"resuming from {checkpoint}" if checkpoint else "no checkpoint found: starting from step 0")
