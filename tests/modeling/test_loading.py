@@ -86,3 +86,28 @@ def test_fingerprint_changes_with_any_weight_and_can_skip_adapters() -> None:
     x, y = WithAdapter(c, 0.0), WithAdapter(c, 1.0)
     assert model_fingerprint(x) != model_fingerprint(y)
     assert model_fingerprint(x, exclude="lora_") == model_fingerprint(y, exclude="lora_")
+
+
+def test_an_unreachable_hub_id_fails_at_once_naming_the_key(monkeypatch):
+    """No retries for a model that cannot be downloaded: offline (HF_HUB_OFFLINE) or no route to
+    the hub (a closed local port stands in for it), one error naming the config key."""
+    import socket
+    import time
+
+    from selm.errors import ModelLoadError
+    from selm.modeling.sources import resolve_model_path
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="tokenizer_name_or_path: 'no-org/no-model' .*HF_HUB_OFFLINE is set"):
+        resolve_model_path("no-org/no-model", "tokenizer_name_or_path")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: a connect is refused
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    start = time.monotonic()
+    with pytest.raises(ModelLoadError, match=f"model_name_or_path: 'no-org/no-model' .*127.0.0.1:{port} cannot be reached"):
+        resolve_model_path("no-org/no-model")
+    assert time.monotonic() - start < 3.5  # one connect attempt, bounded by its 3 s timeout
+    # Local paths, GGUF files and PyPI packages are not hub ids.
+    assert resolve_model_path("./missing-folder") == "./missing-folder"

@@ -113,7 +113,7 @@ class RoundPolicies:
         lm = unwrap_causal_lm(policy)
         saved = saved_critic(self.path(k), lm.config.hidden_size, dtype=c.train.dtype) if k > 0 else None
         if saved is None and c.rollouts.critic_model is not None:
-            saved = load_value_model(resolve_model_source(c.rollouts.critic_model), dtype=c.train.dtype)
+            saved = load_value_model(resolve_model_source(c.rollouts.critic_model, "rollouts.critic_model"), dtype=c.train.dtype)
             if saved.model.config.vocab_size != lm.config.vocab_size:
                 raise UserError(f"rollouts.critic_model: its vocabulary ({saved.model.config.vocab_size} tokens) is "
                                 f"not the policy's ({lm.config.vocab_size}); the critic reads the policy's tokens")
@@ -160,7 +160,7 @@ class RoundPolicies:
         if self._soup is None:
             c = self.config
             spec = c.reference
-            members = [load_soup_member(resolve_model_source(source), dtype=c.train.dtype,
+            members = [load_soup_member(resolve_model_source(source, "reference.soup"), dtype=c.train.dtype,
                                         trust_remote_code=c.trust_remote_code, allow_pickle=c.allow_pickle)
                        for source in spec.soup]
             self._soup = soup_model(members, spec.resolved_weights).eval().requires_grad_(False).to(self.device)

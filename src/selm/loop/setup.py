@@ -56,7 +56,7 @@ def assemble_run(config: RunConfig, accelerator: Any, progress: bool) -> RunPart
     task = get_task(config.task) if config.task else None
     with accelerator.main_process_first():
         model_source = resolve_model_source(config.model_name_or_path)
-        tokenizer_source = (resolve_model_source(config.tokenizer_name_or_path) if config.tokenizer_name_or_path
+        tokenizer_source = (resolve_model_source(config.tokenizer_name_or_path, "tokenizer_name_or_path") if config.tokenizer_name_or_path
                             else model_source)
         if config.warmup_sft is not None:
             model_source = str(ensure_warmup(task, model_source, config.warmup_sft,

@@ -67,9 +67,9 @@ def run_train(config: TrainConfig, resume: bool = False, progress: bool = True, 
     # A built-in model is built and cached on first use: by the main process alone.
     with accelerator.main_process_first():
         model_source = resolve_model_source(config.model_name_or_path)
-        tokenizer_source = (resolve_model_source(config.tokenizer_name_or_path) if config.tokenizer_name_or_path
+        tokenizer_source = (resolve_model_source(config.tokenizer_name_or_path, "tokenizer_name_or_path") if config.tokenizer_name_or_path
                             else model_source)
-        explicit_reference = (resolve_model_source(config.reference_model_name_or_path)
+        explicit_reference = (resolve_model_source(config.reference_model_name_or_path, "reference_model_name_or_path")
                               if config.reference_model_name_or_path else None)
     tokenizer = load_tokenizer(tokenizer_source, trust_remote_code=config.trust_remote_code)
 
