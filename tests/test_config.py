@@ -19,6 +19,18 @@ def test_overrides_parse_yaml_scalars_and_nested_keys():
     assert data == {"train": {"learning_rate": 5e-7}, "rounds": 4, "name": "x", "a": {"b": [1, 2]}}
 
 
+def test_an_override_that_changes_a_sections_kind_replaces_the_section():
+    recipe = {"name": "run", "judge": {"kind": "gold", "task": "sort"}, "objective": {"name": "selm", "alpha": 0.001}}
+    data = apply_overrides(recipe, ["judge.kind=function", "judge.callable=f.py:score", "objective.name=dpo", "name=y"])
+    # The gold judge's task and SELM's alpha do not leak into the new kinds; the top level is not a section.
+    assert data == {"name": "y", "judge": {"kind": "function", "callable": "f.py:score"}, "objective": {"name": "dpo"}}
+    # A key given before the kind in the same command stays; the same kind again changes nothing.
+    again = apply_overrides({"judge": {"kind": "gold", "task": "sort"}}, ["judge.callable=g.py:s", "judge.kind=function"])
+    assert again["judge"] == {"callable": "g.py:s", "kind": "function"}
+    assert apply_overrides({"judge": {"kind": "gold", "task": "sort"}}, ["judge.kind=gold"])["judge"] == {
+        "kind": "gold", "task": "sort"}
+
+
 @pytest.mark.parametrize("text,overrides,message", [
     ("model_name_or_path: m\ndataset: d\ntrain: {learning_rat: 1.0}\n", [], "train.learning_rat: unknown key"),
     ("model_name_or_path: m\ndataset: d\n", ["train.learning_rate=-1"], "train.learning_rate: Input should be greater than 0"),

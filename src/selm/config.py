@@ -46,12 +46,23 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+# A section's key that says what the section is: changing it makes the other keys meaningless.
+IDENTITY_KEYS = ("kind", "name")
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides in place; values are parsed as YAML scalars/lists.
 
+    An override that changes a section's ``kind`` or ``name`` (``judge.kind=function``) replaces
+    the section: the keys of the old kind do not leak into the new one, except those set by the
+    other overrides.
+
     >>> apply_overrides({"train": {"lr": 1}}, ["train.lr=0.5", "seed=3"])
     {'train': {'lr': 0.5}, 'seed': 3}
+    >>> apply_overrides({"judge": {"kind": "gold", "task": "sort"}}, ["judge.callable=f.py:score", "judge.kind=function"])
+    {'judge': {'callable': 'f.py:score', 'kind': 'function'}}
     """
+    assigned: dict[int, set[str]] = {}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key=value (e.g. train.learning_rate=1e-5)")
@@ -74,7 +85,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if not isinstance(child, dict):
                 raise ConfigError(f"override '{item}': '{part}' is not a section")
             node = child
-        node[parts[-1]] = value
+        last = parts[-1]
+        if len(parts) > 1 and last in IDENTITY_KEYS and last in node and node[last] != value:
+            for other in [k for k in node if k not in assigned.get(id(node), set())]:
+                del node[other]
+        node[last] = value
+        assigned.setdefault(id(node), set()).add(last)
     return data
 
 
