@@ -158,3 +158,30 @@ def test_config_keys_show_dotted_paths_types_and_the_defaults_in_force():
     assert "train.lora" not in train and train["lora.r"].default == "16"
     line = format_config_keys([run["sampling.n"]])
     assert line == "sampling.n: int = 8  # responses per prompt"
+
+
+def test_relative_paths_resolve_against_the_recipe_folder_then_the_working_directory(tmp_path, monkeypatch):
+    from typing import Any
+
+    from selm.config import StrictModel
+
+    class Recipe(StrictModel):
+        dataset: str
+        prompts: dict[str, Any]
+        judge: dict[str, Any]
+        model_name_or_path: str
+
+    recipes, work = tmp_path / "recipes", tmp_path / "work"
+    (recipes / "data").mkdir(parents=True)
+    work.mkdir()
+    for file in (recipes / "data" / "prefs.jsonl", recipes / "judge.py", work / "eval.jsonl"):
+        file.write_text("")
+    (recipes / "run.yaml").write_text("dataset: data/prefs.jsonl\nprompts: {train: data/prefs.jsonl, eval: eval.jsonl}\n"
+                                      "judge: {kind: function, callable: 'judge.py:score'}\nmodel_name_or_path: org/model\n")
+    monkeypatch.chdir(work)
+    config = load_config(Recipe, recipes / "run.yaml", ["prompts.other=eval.jsonl"])
+    assert config.dataset == config.prompts["train"] == str(recipes / "data" / "prefs.jsonl")
+    assert config.judge["callable"] == f"{recipes / 'judge.py'}:score"
+    # Not beside the recipe: from the working directory (as before); a hub id is left alone.
+    assert config.prompts["eval"] == str(work / "eval.jsonl") and config.model_name_or_path == "org/model"
+    assert config.prompts["other"] == "eval.jsonl"  # not a path key

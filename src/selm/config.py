@@ -129,10 +129,42 @@ def load_config(model: type[T], path: str | Path | None, overrides: list[str] | 
     changes one key instead of resetting the section to its fields' own defaults.
     """
     data = read_yaml(path) if path is not None else dict(defaults or {})
+    if path is not None:
+        resolve_paths(data, Path(path).resolve().parent)
     overrides = list(overrides or [])
     _start_sections_from_defaults(model, data, overrides)
     apply_overrides(data, overrides)
+    resolve_paths(data, Path.cwd())
     return validate(model, data, str(path) if path is not None else "config")
+
+
+# Keys whose string values may be local files or folders (data, models, templates).
+PATH_KEYS = frozenset({"dataset", "eval_dataset", "train", "eval", "model_name_or_path", "tokenizer_name_or_path",
+                       "reference_model_name_or_path", "critic_model", "chat_template"})
+
+
+def resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Make relative paths absolute, in place, where they name something that exists under ``base``.
+
+    ``load_config`` resolves a recipe's own paths against the recipe's folder first, then what is
+    still relative (overrides, paths from the working directory) against the working directory, so
+    the run's config.yaml names the same files wherever ``--resume`` is run from. Values under
+    :data:`PATH_KEYS` and the file of a ``file.py:function`` judge callable are paths; anything
+    that does not exist (a hub id, ``builtin:``, a missing file that a later check names) is kept.
+    """
+    for key, value in data.items():
+        if isinstance(value, dict):
+            resolve_paths(value, base)
+        elif isinstance(value, str) and key in PATH_KEYS:
+            data[key] = _absolute(value, base)
+        elif isinstance(value, str) and key == "callable" and ".py:" in value:
+            file, _, function = value.rpartition(":")
+            data[key] = f"{_absolute(file, base)}:{function}"
+
+
+def _absolute(value: str, base: Path) -> str:
+    path = Path(value).expanduser()
+    return str((base / path).resolve()) if not path.is_absolute() and (base / path).exists() else value
 
 
 def _start_sections_from_defaults(model: type[BaseModel], data: dict[str, Any], overrides: list[str]) -> None:
