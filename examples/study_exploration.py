@@ -64,16 +64,20 @@ ALGORITHMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "spac": ("recipes/spac.yaml", ("prompts.train=null", "prompts.dataset_responses=false",
                                    "pairs.strategy=best_worst")),
     "aihf": ("recipes/aihf.yaml", ("prompts.train=null", "demonstrations={}")),
+    # Rollout-shaped like the RL rows (--algorithms fl-gfn): each of its samples' prefixes is judged too.
+    "fl-gfn": ("recipes/fl-gfn.yaml", ()),
 }
 # The rows of the published study (docs/results.md): the default of --algorithms.
 STUDY_ALGORITHMS = ("selm", "iterative-dpo", "xpo", "online-simpo", "sail-pr", "grpo", "rloo", "ppo")
 # RL rows: every scored sample is a training example; they keep their recipes' batch size and epochs.
-RL_ALGORITHMS = frozenset({"grpo", "rloo", "ppo"})
+RL_ALGORITHMS = frozenset({"grpo", "rloo", "ppo", "fl-gfn"})
 RL_NOTES = {  # what each RL recipe does, for the docs (its batch, epochs and lr are read from the recipe)
     "grpo": "group-standardised advantages, per-token PPO-clip, k3 KL to π0 in the loss with β 0.04",
     "rloo": "leave-one-out baseline, k1 KL to π0 in the reward with β 0.05, PPO-clip on the sequence ratio",
     "ppo": "value head, GAE with γ 1 and λ 0.95, k1 KL to π0 in the reward with β 0.05, clipped policy and "
            "value losses",
+    "fl-gfn": "GFlowNet fine-tuning toward samples ∝ exp(gold/0.1), modified SubTB with λ 1 on every judged prefix, "
+              "no reference",
 }
 TASKS = ("echo", "sort")
 

@@ -94,3 +94,21 @@ def test_plugin_modules_are_imported_before_the_command(tmp_path, monkeypatch, c
     assert failed.value.code == 2
     err = capsys.readouterr().err
     assert "--plugin no_such_selm_plugin: cannot import it (No module named 'no_such_selm_plugin')" in err
+
+
+def test_version_and_help_texts(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_code:
+        main(["--version"])
+    assert exit_code.value.code == 0 and capsys.readouterr().out.strip() == f"selm {version('selm')}"
+    with pytest.raises(SystemExit):
+        main(["train"])
+    err = capsys.readouterr().err
+    assert "required: recipe" in err and "overrides" not in err.split("required:")[1]
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "selm run --help-config" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    assert "both" not in capsys.readouterr().out

@@ -65,11 +65,27 @@ def test_bad_train_configs_are_one_line_errors(tmp_path, text, overrides, messag
     (["objective=aihf", "demonstrations={}", "task=null", "prompts.train=p.jsonl", "prompts.eval=e.jsonl"],
      "demonstrations: without a built-in task, set demonstrations.field"),
     (["objective=grpo", "demonstrations={}"], "sail, self_judge, demonstrations and"),
-    (["objective=fl_gfn", "reference=none"], "objective 'fl_gfn' reads per-prefix rewards and termination log-probs"),
+    (["objective=fl_gfn", "reference=none", "judge={kind: pairwise, model: m}"],
+     "objective 'fl_gfn' scores every prefix of a response on its own: it needs a pointwise judge"),
+    (["objective=fl_gfn", "reference=none", "judge={kind: llm, base_url: u, model: m}"],
+     "got a pairwise 'llm' judge"),  # the llm judge is pairwise unless mode: pointwise
+    (["objective=fl_gfn", "reference=none", "rollouts.overlong_cache_length=4"],
+     "rollouts.overlong_cache_length shapes a whole response's reward; objective 'fl_gfn'"),
+    (["objective=fl_gfn"], "objective 'fl_gfn' is reference-free; set reference: none"),
+    (["objective=fpo"], "objective: 'fpo' reads sparse-autoencoder features of the policy and the reference, "
+                        "which the trainers do not compute yet"),
 ])
 def test_impossible_run_configs(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_config(RunConfig, None, overrides)
+
+
+def test_fl_gfn_reads_no_advantages_so_one_sample_per_prompt_is_enough():
+    config = load_config(RunConfig, None, ["objective=fl_gfn", "reference=none", "sampling.n=1",
+                                           "judge={kind: llm, base_url: u, model: m, mode: pointwise}"])
+    assert config.trains_on_rollouts and not config.needs_reference
+    with pytest.raises(ConfigError, match="rollouts.advantage 'grpo' compares the samples of each prompt"):
+        load_config(RunConfig, None, ["objective=grpo", "reference=initial", "sampling.n=1"])
 
 
 def test_resolved_config_round_trips(tmp_path):
@@ -119,7 +135,7 @@ def test_lora_is_a_top_level_key_in_both_recipes(tmp_path):
     (["sampling.options.dtype=float32"], "sampling.options: backend 'hf': dtype: unknown key"),
     (["sampling.backend=vllm", "sampling.options.kv_cache_gib=-1"],
      "sampling.options: backend 'vllm': kv_cache_gib: Input should be greater than 0"),
-    (["task=reverse"], "task: unknown task 'reverse'; available: echo, ifeval, sort"),
+    (["task=reverse"], "task: unknown task 'reverse'; available: echo, ifeval, simplify, sort"),
 ])
 def test_backend_options_and_task_names_are_checked_at_load(overrides, message):
     with pytest.raises(ConfigError) as info:

@@ -33,11 +33,15 @@ TINY = ["rounds=1", "prompts.per_round=4", "prompts.num_eval=2", "sampling.n=4",
 # PF-PPO's reliability filters each held-out prompt's samples: it needs two.
 # SALSA's second soup model is trained by the user first: here, π0 twice.
 # MPO's RL stage follows its DPO round.
+# A tree's leaves are the candidates: B^D = sampling.n = 4, with room for a last segment in 8 tokens.
 NEEDS = {"pf-ppo": ["eval.samples_per_prompt=2"], "salsa": ["reference={soup: [builtin:sort, builtin:sort]}"],
-         "mpo": ["rounds=2"]}
+         "mpo": ["rounds=2"], "tree-preferences": ["sampling.tree={depth: 2, branch: 2, segment_tokens: 4}"]}
+# Direct RLHF from a base model: its judges, prompts and refusal rate, on a tiny model instead of Gemma.
 RUNS = ([pytest.param(p, NEEDS.get(p.stem, []), id=p.stem) for p in ONLINE]
         + [pytest.param(RECIPES[0].parent / "alol.yaml", ["objective={name: alol, variant: seq, epsilon: 0.9}"],
-                        id="alol-seq")])
+                        id="alol-seq"),
+           pytest.param(RECIPES[0].parent / "gemma3-270m-direct-rlhf.yaml", ["model_name_or_path=builtin:simplify"],
+                        id="gemma3-270m-direct-rlhf-on-a-tiny-model")])
 
 
 @pytest.fixture(scope="module")

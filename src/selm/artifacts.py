@@ -6,6 +6,7 @@
     rollouts.jsonl   RolloutRow  one sampled response with its reward (the RL objectives' example)
     eval.jsonl       EvalRow     one held-out sample with its rewards and log-probs
     best_of_n.jsonl  BestOfNRow  the eval judge's favourite of N samples of one held-out prompt
+    linear_alignment.jsonl  BestOfNRow  (n = 1) the linear-alignment response to one held-out prompt
 
 A row's fields are its JSON keys, in the order they are written, so ``to_json`` gives the same
 bytes as the hand-built dicts it replaces. Keys a row type does not know are ignored on reading
@@ -165,10 +166,11 @@ class PairRow:
 class RolloutRow(FlatRow):
     """One sampled response as an RL training example (rollouts.jsonl): its prompt's index (the
     group), the candidate's place, token ids, the judge's reward (after any shaping), the
-    sampling policy's per-token log-probs when they were recorded, and a ``vector`` judge's
-    reward vector [K] (multi-objective methods)."""
+    sampling policy's per-token log-probs when they were recorded, a ``vector`` judge's
+    reward vector [K] (multi-objective methods), and the judge's score of every prefix y_<t,
+    t = 0..len(token_ids)−1, as a complete response (GFlowNet fine-tuning; reward units)."""
 
-    OMIT_IF_NONE: ClassVar[frozenset[str]] = frozenset({"token_logprobs", "reward_vector"})
+    OMIT_IF_NONE: ClassVar[frozenset[str]] = frozenset({"token_logprobs", "reward_vector", "prefix_rewards"})
 
     prompt_index: int
     candidate_index: int
@@ -177,6 +179,7 @@ class RolloutRow(FlatRow):
     reward: float
     token_logprobs: list[float] | None = None
     reward_vector: list[float] | None = None
+    prefix_rewards: list[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -213,7 +216,8 @@ class EvalRow(FlatRow):
 @dataclass(frozen=True)
 class BestOfNRow(FlatRow):
     """The best-of-N baseline on one held-out prompt (best_of_n.jsonl): the eval judge's pick of N
-    samples, its judge reward (None for a pairwise judge, whose rank score is no reward) and gold reward."""
+    samples, its judge reward (None for a pairwise judge, whose rank score is no reward) and gold reward.
+    A baseline with one response per prompt (linear_alignment.jsonl) has n = 1."""
 
     prompt_index: int
     response: str

@@ -13,6 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
+def _version() -> str:
+    """The installed selm's version (its package metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("selm")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _is_main_process() -> bool:
     """Under torchrun / accelerate launch, only rank 0 prints the final summary."""
     return int(os.environ.get("RANK", "0")) == 0
@@ -150,6 +160,7 @@ def _cmd_bench(ns: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="selm", description="Online, self-exploring preference alignment of LLMs.")
+    parser.add_argument("--version", action="version", version=f"selm {_version()}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     parser.add_argument("--plugin", action=_ImportPlugin, metavar="MODULE",
                         help="import this Python module first (repeatable): the objectives, judges, sampling "
@@ -158,14 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="offline preference training from a recipe")
     train.add_argument("recipe", help="YAML recipe (see recipes/)")
-    train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.learning_rate=1e-5")
+    train.add_argument("overrides", nargs="*", default=[],
+                       help="key=value overrides, e.g. train.learning_rate=1e-5 (optional)")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
     train.add_argument("--overwrite", action="store_true", help="replace a trained model already in output_dir")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--help-config", action=_HelpConfig, command="train")
     train.set_defaults(func=_cmd_train)
 
-    run = sub.add_parser("run", help="online rounds: sample, judge, pair, train, evaluate (no recipe: the quickstart)")
+    run = sub.add_parser("run", help="online rounds: sample, judge, pair, train, evaluate (no recipe: the quickstart)",
+                         epilog="Every config key, with its type, default and meaning: selm run --help-config. "
+                                "Recipes to start from: recipes/ (README: Recipes; your own data: recipes/own-data.yaml).")
     run.add_argument("recipe", nargs="?", help="YAML recipe; omitted: the built-in quickstart")
     run.add_argument("overrides", nargs="*", help="key=value overrides, e.g. rounds=5 sampling.n=8")
     run.add_argument("--output", help="run directory (default: runs/<name>-<timestamp>)")
@@ -182,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="the small model only (< 5 min on 2 CPU cores)")
     bench.add_argument("--json", metavar="FILE", help="also write every measurement and the ratios as JSON")
     bench.add_argument("--shapes", nargs="+", choices=["gemma3-270m", "small", "tiny"],
-                       help="model shapes to measure (default: both, or small with --quick); ratios use the first")
+                       help="model shapes to measure (default: gemma3-270m and small; small with --quick); "
+                            "ratios use the first")
     bench.add_argument("--objectives", nargs="+", choices=["dpo", "grpo"],
                        help="only these objectives' training rows (no sampler rows); default: all rows")
     bench.add_argument("--threads", type=int, default=0, metavar="N",

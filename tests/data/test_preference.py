@@ -110,9 +110,10 @@ def _bad_conversation(**fields: Any) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("rows, expected", [
     (_bad_row({"prompt": "q", "chosen": ""}), "field 'chosen' is an empty string"),
     (_bad_row({"prompt": "q", "chosen": "   \n", "rejected": "r"}), "field 'chosen' is an empty string"),
-    (_bad_row({"prompt": "q", "chosen": "c"}), "field 'rejected' is missing"),
-    (_bad_row({"prompt": "q", "chosen": "c", "rejected": None}), "field 'rejected' is missing"),
-    (_bad_row({"chosen": "c", "rejected": "r"}), "field 'prompt' is missing"),
+    (_bad_row({"prompt": "q", "chosen": "c"}), "field 'rejected' is missing (the row's columns: prompt, chosen)"),
+    (_bad_row({"prompt": "q", "chosen": "c", "rejected": None}),
+     "field 'rejected' is missing (the row's columns: prompt, chosen)"),
+    (_bad_row({"chosen": "c", "rejected": "r"}), "field 'prompt' is missing (the row's columns: chosen, rejected)"),
     (_bad_row({"prompt": 3, "chosen": "c", "rejected": "r"}),
      "field 'prompt' must be a string or a list of messages, got int"),
     (_bad_row({"prompt": "q", "chosen": "c", "rejected": "r", "explore": ""}), "field 'explore' is an empty string"),

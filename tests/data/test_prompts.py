@@ -22,7 +22,7 @@ def test_conversational_prompts_from_another_field(write) -> None:
 
 
 @pytest.mark.parametrize("row, expected", [
-    ({"text": "a"}, "field 'prompt' is missing"),
+    ({"text": "a"}, "field 'prompt' is missing (the row's columns: text)"),
     ({"prompt": ""}, "field 'prompt' is an empty string"),
     ({"prompt": {"role": "user"}}, "field 'prompt' must be a string or a list of messages, got dict"),
     ({"prompt": [{"role": "user", "content": 1}]}, "field 'prompt' message 0 'content' must be a string, got int"),

@@ -108,7 +108,8 @@ def test_missing_chat_template_is_a_data_error() -> None:
     with pytest.raises(DataError) as info:
         tokenize_prompt(tok, CHAT)
     assert str(info.value) == (f"tokenizer '{type(tok).__name__}' has no chat template; conversational data "
-                               f"(lists of messages) needs one: set tokenizer.chat_template or use plain-text rows")
+                               f"(lists of messages) needs one: set chat_template in the recipe (a template or a "
+                               f"file) or use plain-text rows")
 
 
 def test_template_that_renders_the_prompt_inconsistently_is_an_error() -> None:

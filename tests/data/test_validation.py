@@ -58,8 +58,9 @@ def test_all_rows_share_one_format() -> None:
 def test_a_missing_field_that_looks_misspelled_gets_a_hint() -> None:
     with pytest.raises(DataError, match=r"row 1: field 'text' is missing \(the row has 'txet'; a misspelling\?\)$"):
         parse_rows(table([{"txet": "a"}]), parse_text)
-    with pytest.raises(DataError, match=r"row 1: field 'text' is missing$"):
-        parse_rows(table([{"prompt": "a"}]), parse_text)
+    # Nothing close: the row's columns, so a wrong `field` shows what to set it to.
+    with pytest.raises(DataError, match=r"row 1: field 'text' is missing \(the row's columns: prompt, id\)$"):
+        parse_rows(table([{"prompt": "a", "id": 3}]), parse_text)
 
 
 def test_an_empty_table_is_an_error() -> None:

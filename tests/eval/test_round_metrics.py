@@ -75,3 +75,16 @@ def test_read_round_metrics_reads_the_round_and_its_baselines(tmp_path):
                               previous=[_row(0, 0.0), _row(1, 0.0)])
     assert m[keys.WIN_RATE_VS_INITIAL] == 0.75 and keys.BEST_OF_N not in m
     assert math.isclose(read_round_metrics(run, 0)[keys.REWARD_MEAN], 0.0)
+
+
+def test_the_linear_alignment_baseline_is_read_beside_best_of_n(tmp_path):
+    run = RunDir(tmp_path)
+    rd = run.round(0)
+    rd.path.mkdir(parents=True)
+    write_rows(rd.file("eval.jsonl"), [_row(0, 0.5), _row(1, 0.5)])
+    write_rows(rd.file("linear_alignment.jsonl"), [BestOfNRow(0, "a", 3, 1, 1.0, 0.5),
+                                                   BestOfNRow(1, "b", 3, 1, 0.0, 0.25)])
+    (rd.path / "manifest.json").write_text(json.dumps({**MANIFEST, "round": 0}))
+    m = read_round_metrics(run, 0)
+    assert m[keys.LINEAR_ALIGNMENT_REWARD] == 0.5 and m[keys.LINEAR_ALIGNMENT_GOLD_REWARD] == 0.375
+    assert keys.BEST_OF_N not in m and keys.BEST_OF_N_REWARD not in m

@@ -59,7 +59,7 @@ def test_an_rl_run_counts_its_rollouts_as_training_examples(study, tmp_path: Pat
 
 
 def test_grid_gives_every_algorithm_the_same_budget(study, tmp_path: Path) -> None:
-    assert {"grpo", "rloo", "ppo"} == study.RL_ALGORITHMS < set(study.ALGORITHMS)
+    assert {"grpo", "rloo", "ppo", "fl-gfn"} == study.RL_ALGORITHMS < set(study.ALGORITHMS)
     # The published study's eight rows are the default; every known row can be run by name.
     assert len(study.STUDY_ALGORITHMS) == 8 and set(study.STUDY_ALGORITHMS) < set(study.ALGORITHMS)
     assert study.parse_args([]).algorithms == list(study.STUDY_ALGORITHMS)

@@ -1,8 +1,10 @@
 """Each round's share of the training prompts: disjoint chunks, or a seeded draw; checked before any work."""
 
+import json
+
 import pytest
 
-from selm.errors import ConfigError
+from selm.errors import ConfigError, DataError
 from selm.loop.config import RunConfig
 from selm.loop.prompts import RunPrompts, load_run_prompts
 from selm.tasks import get_task
@@ -58,3 +60,20 @@ def test_a_demonstration_column_is_read_in_prompt_order_and_a_gap_is_named(tmp_p
     path.write_text(json.dumps({"prompt": "q0", "demo": " d0"}) + "\n" + json.dumps({"prompt": "q1"}) + "\n")
     with pytest.raises(ConfigError, match="demonstrations.field: row 2 of .* has no 'demo' value"):
         load_run_prompts(config.model_copy(update={"rounds": 1}), get_task("sort"))
+
+
+def test_eval_prompts_have_their_own_column_and_repeats_are_counted(tmp_path):
+    train, held = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    train.write_text("".join(json.dumps({"question": q}) + "\n" for q in ["a", "b", "a", "c"]))
+    held.write_text("".join(json.dumps({"text": q}) + "\n" for q in ["c", "d"]))
+    config = RunConfig(rounds=1, prompts={"per_round": 4, "num_eval": 2, "train": str(train), "eval": str(held),
+                                          "field": "question", "eval_field": "text"})
+    with pytest.warns(UserWarning) as caught:
+        prompts = load_run_prompts(config, None)
+    assert prompts.train == ["a", "b", "a", "c"] and prompts.eval == ["c", "d"]
+    assert [str(w.message) for w in caught] == ["prompts.train: 1 of 4 prompts repeat an earlier one",
+                                                "prompts.eval: 1 of 2 held-out prompts are also training prompts"]
+    # A wrong column names the columns there are.
+    with pytest.raises(DataError, match=r"row 1: field 'prompt' is missing \(the row's columns: question\)"):
+        load_run_prompts(config.model_copy(update={"prompts": config.prompts.model_copy(update={"field": "prompt"})}),
+                         None)

@@ -224,6 +224,26 @@ def test_a_run_that_fails_before_its_first_phase_leaves_no_run_directory(tmp_pat
     assert len(metrics(out)) == 2
 
 
-def test_identical_samples_are_named_as_the_reason_for_no_pairs(tmp_path):
+def test_identical_samples_are_named_as_the_reason_for_no_pairs(tmp_path, capsys):
     with pytest.warns(UserWarning, match="every prompt's samples are identical .*temperature 0"):
         start_run(None, [*SMALL, "rounds=1", "sampling.temperature=0"], output=tmp_path / "run", progress=False)
+    # Quiet (no bars): the rounds' summary lines are still shown.
+    shown = capsys.readouterr().out
+    assert "round 0/1" in shown and "round 1/1" in shown
+
+
+def test_prompts_longer_than_the_budget_lose_their_start_and_are_counted(tmp_path):
+    """train.max_length − sampling.max_new_tokens tokens of prompt at most (here 6): every response
+    then fits train.max_length, and the cut prompts are counted in the round's metrics."""
+    from selm.artifacts import SampleRow, read_rows
+    from selm.data import tokenize_prompt
+    from selm.modeling.loading import load_tokenizer
+    from selm.tasks.sources import resolve_model_source
+
+    out = start_run(None, [*SMALL, "rounds=1", "train.max_length=22", "sampling.max_new_tokens=16"],
+                    output=tmp_path / "run", progress=False)
+    rows = read_rows(RunDir(out).round(1).file("samples.jsonl"), SampleRow)
+    tok = load_tokenizer(resolve_model_source("builtin:sort"))
+    full = [tokenize_prompt(tok, r.prompt) for r in rows]
+    assert all(r.prompt_ids == ids[-6:] for r, ids in zip(rows, full))
+    assert metrics(out)[1]["prompts/truncated"] == sum(len(ids) > 6 for ids in full) > 0

@@ -111,3 +111,20 @@ def test_an_unreachable_hub_id_fails_at_once_naming_the_key(monkeypatch):
     assert time.monotonic() - start < 3.5  # one connect attempt, bounded by its 3 s timeout
     # Local paths, GGUF files and PyPI packages are not hub ids.
     assert resolve_model_path("./missing-folder") == "./missing-folder"
+
+
+def test_a_recipes_chat_template_replaces_the_tokenizers(tmp_path):
+    """`chat_template:` in a recipe, as text or as a file, is what conversational data is rendered with."""
+    from selm.data.tokenize import tokenize_prompt
+    from selm.modeling.loading import load_tokenizer
+    from selm.tasks.sources import resolve_model_source
+
+    source = resolve_model_source("builtin:sort")
+    template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+    file = tmp_path / "chat.jinja"
+    file.write_text(template)
+    for given in (template, str(file)):
+        tok = load_tokenizer(source, chat_template=given)
+        assert tok.chat_template == template
+        rendered = tok.decode(tokenize_prompt(tok, [{"role": "user", "content": "3 1 2"}]), skip_special_tokens=True)
+        assert "[user] 3 1 2" in rendered

@@ -13,7 +13,8 @@ B = 7
 
 
 def random_fields(seed: int, dtype: torch.dtype = torch.float64, batch_size: int = B) -> dict[str, torch.Tensor]:
-    """Every PreferenceBatch field, [batch_size] each ([batch_size, 4] for the online ones), at realistic scales.
+    """Every PreferenceBatch field, [batch_size] each ([batch_size, 4] for the online ones, [batch_size, 16]
+    for FPO's features), at realistic scales.
 
     Summed log-probs are −(per-token NLL in [0.2, 3]) × length (lengths 1..60); reference log-probs
     differ from the policy's by N(0, 15) so that β·h spans the interesting range of σ for
@@ -52,6 +53,10 @@ def random_fields(seed: int, dtype: torch.dtype = torch.float64, batch_size: int
         # AIHF's pair kinds (an objective's own, registered field): 1 demonstration, 0 preference.
         "is_demonstration": torch.randint(0, 2, (batch_size,), generator=g).to(torch.float64),
     }
+    # FPO's pooled sparse-autoencoder activations (registered fields), [batch_size, 16]: non-negative, many zeros.
+    for name in ("policy_chosen_features", "policy_rejected_features", "reference_chosen_features",
+                 "reference_rejected_features"):
+        values[name] = torch.relu(torch.randn(batch_size, 16, generator=g, dtype=torch.float64))
     return {k: v.to(dtype) for k, v in values.items()}
 
 

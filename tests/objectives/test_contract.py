@@ -36,6 +36,8 @@ REQUIRES = {
     "osp": REF | {"label_probs"}, "spce": REF | {"label_probs"}, "lcpo": REF,
     "alol": REF | {"chosen_advantages", "rejected_advantages"}, "cpl": set(),
     "spac": REF | {"policy_explore_logps", "reference_explore_logps"}, "aihf": REF | {"is_demonstration"},
+    "fpo": REF | LEN | {"policy_chosen_features", "policy_rejected_features", "reference_chosen_features",
+                        "reference_rejected_features"},
 }
 
 DEFAULTS = {
@@ -54,6 +56,7 @@ DEFAULTS = {
     "lcpo": {"reliability": 0.9, "momentum": 0.1, "complement": True},
     "alol": {"epsilon": 0.9, "variant": "alol"}, "cpl": {"alpha": 0.1, "contrastive_bias": 0.5},
     "spac": {"beta": 0.1, "lam": 1.0}, "aihf": {"beta": 0.1, "preference_weight": 1.0, "demonstration_weight": 1.0},
+    "fpo": {"beta": 0.1, "alpha": 0.5, "top_k": 50},
 }
 
 

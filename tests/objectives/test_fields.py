@@ -63,7 +63,10 @@ def test_derived_sets():
         ("policy_chosen_logps", "policy_rejected_logps"), ("reference_chosen_logps", "reference_rejected_logps"),
         ("chosen_lengths", "rejected_lengths"), ("chosen_seq_kl", "rejected_seq_kl"),
         ("chosen_advantages", "rejected_advantages"), ("chosen_grad_norms", "rejected_grad_norms"),
-        ("chosen_clipped_ratio_logps", "rejected_clipped_ratio_logps")}
+        ("chosen_clipped_ratio_logps", "rejected_clipped_ratio_logps"),
+        # FPO's registered fields trade places too when a label is flipped.
+        ("policy_chosen_features", "policy_rejected_features"),
+        ("reference_chosen_features", "reference_rejected_features")}
 
 
 LIVE = {"tdpo1", "tdpo2", "hypo"}

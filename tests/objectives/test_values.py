@@ -165,7 +165,7 @@ def rows(batch) -> list[dict[str, float]]:
 
 # Objectives over per-pair data fields (routes, soft labels, advantages, online samples) or with
 # stochastic / stateful parts; each has its own plain-math test file (tests/objectives/test_<name>.py).
-OWN_TEST_FILE = {"sail", "vpo", "hypo", "osp", "spce", "lcpo", "alol", "cpl", "spac", "aihf"}
+OWN_TEST_FILE = {"sail", "vpo", "hypo", "osp", "spce", "lcpo", "alol", "cpl", "spac", "aihf", "fpo"}
 
 
 def test_every_registered_objective_has_a_reference():

@@ -1,7 +1,8 @@
 """A local, scriptable, faulty OpenAI-compatible chat-completions server for the LLM judge tests.
 
 It answers ``POST /v1/chat/completions`` like a tiny deterministic judge: a pointwise prompt gets
-the rating ``rating(response)``, a pairwise prompt gets ``A`` when ``rating(a) >= rating(b)``. A
+the rating ``rating(response)``, a pairwise prompt gets ``A`` when ``rating(a) >= rating(b)``, any
+other prompt (the judge's start-up check, the first request of a run) ``A``. A
 script of faults can be queued (``server.faults``): each request pops one action first:
 
     "ok" | "429" | "500" | "503" | "timeout" (sleep past the client's timeout) | "malformed"
@@ -40,6 +41,7 @@ class FaultyJudgeServer:
         self.requests = 0
         self.served = {"ok": 0}
         self.auth: set[str] = set()
+        self.asked: list[tuple[str, str]] = []  # (action, the request's last message), in arrival order
         self.lock = threading.Lock()
         self.sleep_s = 1.0
         owner = self
@@ -58,6 +60,7 @@ class FaultyJudgeServer:
                     if owner.requests > owner.max_requests:
                         action = "400"
                     owner.served[action] = owner.served.get(action, 0) + 1
+                    owner.asked.append((action, body["messages"][-1]["content"]))
                 owner.handle(self, action, body)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
@@ -78,7 +81,8 @@ class FaultyJudgeServer:
         pair = _PAIRWISE.search(text)
         if pair:
             return "A" if rating(pair.group(1)) >= rating(pair.group(2)) else "B"
-        return str(rating(_POINTWISE.search(text).group(1)))
+        pointwise = _POINTWISE.search(text)
+        return str(rating(pointwise.group(1))) if pointwise else "A"  # "A": the judge's start-up check
 
     def handle(self, h: BaseHTTPRequestHandler, action: str, body: dict) -> None:
         def send(code: int, payload: bytes, headers: dict | None = None) -> None:

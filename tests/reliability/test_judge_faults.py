@@ -1,9 +1,11 @@
 """The LLM judge in a real `selm run` against a local faulty OpenAI-compatible server (conftest.py).
 
-Timeouts, 429 / 5xx, malformed bodies and refused answers are retried with (tiny) backoff within
-the budget, and every score is the server's real verdict; when the budget runs out or the server
-dies mid-phase, the judge phase fails with one JudgeError line (exit 2), the run directory stays
-resumable, and `selm run --resume` finishes once the server is back. A score is never made up.
+Timeouts, 429 / 5xx and malformed bodies are retried with (tiny) backoff within the budget, a
+refused answer is asked again once with a stricter instruction, and every score is the server's
+real verdict; when the budget runs out or the server dies mid-phase, the judge phase fails with
+one JudgeError line (exit 2), the run directory stays resumable, and `selm run --resume` finishes
+once the server is back, without asking again what was answered. A judge that cannot be reached
+fails the run at start, before any work. A score is never made up.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def test_transient_faults_are_retried_and_scores_are_real(tmp_path, judge_server
 def test_exhausted_budget_fails_the_judge_phase_then_resume_finishes(tmp_path, judge_server, capsys, fault, message):
     server = judge_server()
     out = tmp_path / "run"
-    server.faults.extend(["ok"] * 4)  # round 0's evaluate (4 held-out prompts) is judged fine
+    server.faults.extend(["ok"] * 5)  # the start-up check and round 0's evaluate (4 held-out prompts) are fine
     server.default = fault
     assert run(out, server.base_url, "pointwise", retries=2) == 2
     line = _one_line(capsys)
@@ -103,7 +105,7 @@ def test_exhausted_budget_fails_the_judge_phase_then_resume_finishes(tmp_path, j
     if fault == "401":
         assert "not retried" in line
     assert KEY not in line
-    bound = 4 + 2 * 3 * (1 if fault == "401" else 3)  # at most `concurrency` items in flight, 3 attempts each
+    bound = 5 + 2 * 3 * (1 if fault == "401" else 3)  # at most `concurrency` items in flight, 3 attempts each
     assert server.requests <= bound, server.requests
     manifest = json.loads((out / "rounds" / "01" / "manifest.json").read_text())
     assert "sample" in manifest["phases"] and "judge" not in manifest["phases"]
@@ -118,7 +120,8 @@ def test_server_dying_mid_phase_then_resume_after_it_is_back(tmp_path, judge_ser
     server = judge_server()
     port = server.port
     out = tmp_path / "run"
-    before_judge = 0 if mode == "pairwise" else 4  # a pairwise judge does not score round 0's evaluate
+    # the start-up check, and round 0's evaluate unless pairwise (a pairwise judge does not score it)
+    before_judge = 1 if mode == "pairwise" else 5
     server.faults.extend(["ok"] * (before_judge + 5) + ["die"])
     assert run(out, server.base_url, mode, retries=2) == 2
     line = _one_line(capsys)
@@ -126,11 +129,27 @@ def test_server_dying_mid_phase_then_resume_after_it_is_back(tmp_path, judge_ser
     assert "connection" in line.lower() or "remote" in line.lower() or "refused" in line.lower(), line
     manifest = json.loads((out / "rounds" / "01" / "manifest.json").read_text())
     assert "judge" not in manifest["phases"] and not _temporaries(out)
+    answered = {text for action, text in server.asked[before_judge:] if action == "ok"}
+    kept = read_jsonl(out / "rounds" / "01" / "judge_answers.0.jsonl")
+    # every answer the judge phase got before the server died: 5, or 6 if one slipped in during its shutdown
+    assert len(kept) == len(answered) >= 5 and {row["answer"] for row in kept} <= {str(i) for i in range(1, 11)}
     back = judge_server(port)  # the server is back, on the same address
     assert main(["run", "--quiet", "--resume", str(out)]) == 0
     assert back.requests > 0
+    assert not answered & {text for _, text in back.asked}  # the resumed phase continued: none asked again
     samples = read_jsonl(out / "rounds" / "01" / "samples.jsonl")
     scores = read_jsonl(out / "rounds" / "01" / "scores.jsonl")
     assert [r["prompt_index"] for r in scores] == list(range(8))
     for sample, row in zip(samples, scores, strict=True):
         assert row["scores"] == _expected([c["text"] for c in sample["candidates"]], mode, back.rating)
+
+
+def test_an_unreachable_judge_fails_the_run_at_start(tmp_path, judge_server, capsys):
+    server = judge_server()
+    server.stop()  # nothing listens on its port any more
+    out = tmp_path / "run"
+    assert run(out, server.base_url, "pointwise") == 2
+    line = _one_line(capsys)
+    assert line.startswith("selm: error: judge llm 'm': start-up check failed: connection failed: "), line
+    assert line.endswith("(check_at_start: false skips this check)"), line
+    assert not out.exists()  # before the run directory, round 0's evaluation or any sampling

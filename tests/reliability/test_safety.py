@@ -109,7 +109,9 @@ def test_override_values_use_the_safe_loader_too(tmp_path):
 def test_api_key_never_appears_in_the_run_directory_or_output(tmp_path, judge_server, capsys, monkeypatch):
     monkeypatch.setenv("SELM_TEST_KEY", KEY)
     server = judge_server()
-    server.faults.extend(["503", "ok", "401"])  # errors are logged / raised: the key must not be in them
+    # Errors are logged / raised: the key must not be in them. The start-up check, round 0's evaluate
+    # (4 prompts, one retried after the 503), then the 401 in round 1's judge phase: a resumable run.
+    server.faults.extend(["ok", "503"] + ["ok"] * 4 + ["401"])
     server.default = "ok"
     judge = ("judge={kind: llm, base_url: '%s', model: m, api_key_env: SELM_TEST_KEY, mode: pointwise, "
              "backoff_s: 0.001, max_backoff_s: 0.01, timeout_s: 5}" % server.base_url)

@@ -276,3 +276,24 @@ def test_html_renders_in_headless_chromium(built: Path, tmp_path: Path) -> None:
     subprocess.run(["chromium", "--headless", "--disable-gpu", "--no-sandbox", f"--screenshot={shot}",
                     "--window-size=1280,4000", page.as_uri()], check=True, timeout=60, capture_output=True)
     assert shot.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_reward_caption_and_panels_say_only_what_the_run_has(tmp_path: Path) -> None:
+    from selm.report.load import load_run
+    from selm.report.plots import reward_caption, reward_plot
+
+    run = load_run(_make_run(tmp_path / "gold"))  # the default judge: the task's gold reward
+    assert "confidence interval" not in reward_caption(run)  # no prompts.num_eval in this config: no band
+    config = yaml.safe_load((tmp_path / "gold" / "config.yaml").read_text())
+    config.update(prompts={"num_eval": 8}, eval={"samples_per_prompt": 2})
+    (tmp_path / "gold" / "config.yaml").write_text(yaml.safe_dump(config))
+    run = load_run(tmp_path / "gold")
+    caption = reward_caption(run)
+    assert "(16 a round); the band is the 95% confidence interval" in caption and "standard deviation" not in caption
+    assert "gold reward (task sort)" in caption and "best-of-N" not in caption
+    assert len(reward_plot(run).axes) == 1  # the judge's and the gold reward are the same numbers
+    config = yaml.safe_load((tmp_path / "gold" / "config.yaml").read_text())
+    config["judge"] = {"kind": "function", "callable": "my.py:score"}
+    (tmp_path / "gold" / "config.yaml").write_text(yaml.safe_dump(config))
+    run = load_run(tmp_path / "gold")
+    assert "Judge: function 'my.py:score'" in reward_caption(run) and len(reward_plot(run).axes) == 2

@@ -174,3 +174,31 @@ def test_an_entropy_bonus_reads_per_token_entropies_from_the_engine():
                             for t in range(len(r.response_ids))])
         torch.testing.assert_close(row[:len(want)], want.detach(), rtol=0, atol=1e-10)
     assert "entropy" in trainer.objective(batch).metrics
+
+
+def test_fl_gfn_reads_eos_logps_from_the_engine_and_the_judged_prefix_rewards():
+    eos = 2
+    rollouts = [TokenizedRollout(r.index, r.prompt_ids, r.response_ids, r.reward, r.group,
+                                 prefix_rewards=[0.1 * (r.index + t) for t in range(len(r.response_ids))])
+                for r in ROLLOUTS]
+    model = model64()
+    trainer = RolloutTrainer(model, get_objective("fl_gfn"), args(), rollouts, pad_token_id=0,
+                             estimator=get_advantage_estimator("grpo"), termination_token_id=eos, progress=False)
+    trainer.prepare()
+    assert "advantages" not in trainer.fixed  # the objective reads none: no estimator run
+    batch = trainer.rollout_batch([3, 1], train=False)
+    for row, rewards, r in zip(batch.termination_token_logps, batch.prefix_rewards, (rollouts[3], rollouts[1])):
+        n = len(r.response_ids)
+        logp = torch.log_softmax(model(input_ids=torch.tensor([r.prompt_ids + r.response_ids])).logits[0], -1)
+        want = logp[len(r.prompt_ids) - 1:len(r.prompt_ids) + n - 1, eos]
+        torch.testing.assert_close(row[:n], want.detach(), rtol=0, atol=1e-12)
+        # float32 storage of the judge's values (as the other fixed tensors), then the batch's dtype.
+        torch.testing.assert_close(rewards[:n], torch.tensor(r.prefix_rewards, dtype=torch.float64), rtol=0, atol=1e-7)
+    from selm.errors import UserError
+
+    with pytest.raises(UserError, match="reads the termination \\(EOS\\) log-probs: the tokenizer has no EOS"):
+        RolloutTrainer(model, get_objective("fl_gfn"), args(), rollouts, pad_token_id=0,
+                       estimator=get_advantage_estimator("grpo"), progress=False)
+    with pytest.raises(UserError, match="needs the judge's reward of every prefix"):
+        RolloutTrainer(model, get_objective("fl_gfn"), args(), ROLLOUTS, pad_token_id=0,
+                       estimator=get_advantage_estimator("grpo"), termination_token_id=eos, progress=False)

@@ -21,6 +21,9 @@ class TokenizedRollout:
         sampling_token_logps: log π_old(y_t | …) per response token as the sampler recorded it,
             nats; None when it must be recomputed (a separate sampling engine).
         reward_vector: [K] one reward per objective (a ``vector`` judge), or None.
+        prefix_rewards: per response token t, the judge's score of the prefix before it,
+            y_<t, as a complete response (t = 0: the empty response), reward units; None unless
+            the objective reads them (GFlowNet fine-tuning).
     """
 
     index: int
@@ -30,12 +33,16 @@ class TokenizedRollout:
     group: int
     sampling_token_logps: list[float] | None = None
     reward_vector: list[float] | None = None
+    prefix_rewards: list[float] | None = None
 
     def __post_init__(self) -> None:
         if not self.prompt_ids or not self.response_ids:
             raise ValueError(f"rollout {self.index}: the prompt and the response need at least one token each")
         if self.sampling_token_logps is not None and len(self.sampling_token_logps) != len(self.response_ids):
             raise ValueError(f"rollout {self.index}: {len(self.sampling_token_logps)} sampling log-probs for "
+                             f"{len(self.response_ids)} response tokens")
+        if self.prefix_rewards is not None and len(self.prefix_rewards) != len(self.response_ids):
+            raise ValueError(f"rollout {self.index}: {len(self.prefix_rewards)} prefix rewards for "
                              f"{len(self.response_ids)} response tokens")
 
 

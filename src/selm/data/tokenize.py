@@ -97,7 +97,7 @@ def _ids(tokenizer: Any, text: str) -> list[int]:
 def _chat_template(tokenizer: Any, messages: list[Message], add_generation_prompt: bool) -> str:
     if getattr(tokenizer, "chat_template", None) is None:
         raise DataError(f"tokenizer '{tokenizer_name(tokenizer)}' has no chat template; conversational data "
-                        f"(lists of messages) needs one: set tokenizer.chat_template or use plain-text rows")
+                        f"(lists of messages) needs one: set chat_template in the recipe (a template or a file) or use plain-text rows")
     try:
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
     except Exception as exc:  # noqa: BLE001 - Jinja raises TemplateError or whatever the template raises

@@ -76,10 +76,15 @@ def parse_rows(table: RowTable, parse: Callable[[dict[str, Any], int], ParsedRow
 
 
 def _misspelling_hint(exc: FieldError, row: Any) -> str:
-    """`` (the row has 'rejcted'; a misspelling?)`` when a missing field resembles a present one."""
+    """`` (the row has 'rejcted'; a misspelling?)`` when a missing field resembles a present one,
+    else the row's columns (`` (the row's columns: text, label)``), so a wrong ``field`` setting
+    shows what to set it to."""
     if not exc.problem.startswith("is missing") or not isinstance(row, dict):
         return ""
     import difflib
 
-    close = difflib.get_close_matches(exc.field, [str(k) for k in row if k != exc.field], n=1, cutoff=0.75)
-    return f" (the row has '{close[0]}'; a misspelling?)" if close else ""
+    columns = [str(k) for k in row if k != exc.field]
+    close = difflib.get_close_matches(exc.field, columns, n=1, cutoff=0.75)
+    if close:
+        return f" (the row has '{close[0]}'; a misspelling?)"
+    return f" (the row's columns: {', '.join(columns)})" if columns and exc.problem == "is missing" else ""

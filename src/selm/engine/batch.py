@@ -119,6 +119,9 @@ class SequenceStats:
             ``token_logps`` (``per_token`` with ``with_entropy``), or None.
         values: [N, T] V(x, y_<t), a value head on the hidden state that predicts token t,
             reward units, laid out like ``token_logps`` (``value_head``), or None.
+        termination_token_logps: [N, T] log π(⊤ | x, y_<t), the log-prob of the termination
+            token (EOS) at the state before response token t, nats, laid out like
+            ``token_logps`` (``termination_token_id``), or None.
     """
 
     logps: torch.Tensor
@@ -129,3 +132,4 @@ class SequenceStats:
     token_logps: torch.Tensor | None = None
     token_entropies: torch.Tensor | None = None
     values: torch.Tensor | None = None
+    termination_token_logps: torch.Tensor | None = None

@@ -87,14 +87,16 @@ def _head_logits(head: torch.nn.Module, softcap: float | None, hidden: torch.Ten
 
 
 def _chunk_stats(hidden: torch.Tensor, targets: torch.Tensor, ref_logp_full: torch.Tensor | None,
-                 head: torch.nn.Module, softcap: float | None, with_entropy: bool, ratio_clip: float | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-token log-prob, entropy, KL(ref ‖ policy) and clipped-ratio-weighted log-prob for one
-    chunk; each [c] (zeros if unused)."""
+                 head: torch.nn.Module, softcap: float | None, with_entropy: bool, ratio_clip: float | None = None,
+                 termination_token_id: int | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token log-prob, entropy, KL(ref ‖ policy), clipped-ratio-weighted log-prob and log-prob
+    of ``termination_token_id`` (whatever the target) for one chunk; each [c] (zeros if unused)."""
     logp_full = torch.log_softmax(_head_logits(head, softcap, hidden), dim=-1)
     token_logp = logp_full.gather(-1, targets[:, None]).squeeze(-1)
     zero = torch.zeros_like(token_logp)
     entropy = -(logp_full.exp() * logp_full).sum(-1) if with_entropy else zero
+    termination = logp_full[:, termination_token_id] if termination_token_id is not None else zero
     kl = (ref_logp_full.exp() * (ref_logp_full - logp_full)).sum(-1) if ref_logp_full is not None else zero
     clipped = zero
     if ratio_clip is not None:
@@ -102,7 +104,7 @@ def _chunk_stats(hidden: torch.Tensor, targets: torch.Tensor, ref_logp_full: tor
         # A per-token importance weight: a constant for the gradient (detached), as in A-LoL seq.
         ratio = torch.exp(token_logp.detach() - ref_token_logp).clamp(1 - ratio_clip, 1 + ratio_clip)
         clipped = ratio * token_logp
-    return token_logp, entropy, kl, clipped
+    return token_logp, entropy, kl, clipped, termination
 
 
 def sequence_stats(
@@ -116,6 +118,7 @@ def sequence_stats(
     head_grad_into_param: bool = False,
     per_token: bool = False,
     value_head: torch.nn.Module | None = None,
+    termination_token_id: int | None = None,
 ) -> SequenceStats:
     """Summed response log-probs (and optionally entropy and KL to a reference) for N sequences.
 
@@ -140,6 +143,10 @@ def sequence_stats(
             states [M, H] that predict the response tokens; returns their values [M] (a head on
             the policy's trunk reads ``hidden``, a separate value model runs on ``batch``). When
             given, also return the per-token values [N, T].
+        termination_token_id: when given (EOS), also return log π(EOS | x, y_<t) at every response
+            position t as [N, T] (GFlowNet fine-tuning: the probability of ending the response
+            there); one column of the log-softmax the chunk computes anyway, but it needs the
+            full [c, V] log-probs, so the fused log-prob-only output layer is not used.
 
     Returns:
         SequenceStats with [N] tensors; gradients flow into ``logps`` (and ``entropy``/``kl``/
@@ -159,10 +166,11 @@ def sequence_stats(
     grad = torch.is_grad_enabled() and hidden.requires_grad
     chunk_size = max(1, min(chunk_size, MAX_CHUNK_LOGITS // head.out_features))
 
-    token_logps, entropies, kls, clipped_logps = [], [], [], []
+    token_logps, entropies, kls, clipped_logps, terminations = [], [], [], [], []
     # Log-probs only (every objective but TDPO's KL) through a plain linear head: the fused output
     # layer keeps one [V, H] weight gradient instead of one per chunk (see selm.engine.head).
-    fused = not with_entropy and ref_hidden is None and type(head) is torch.nn.Linear and head.bias is None
+    fused = (not with_entropy and ref_hidden is None and termination_token_id is None
+             and type(head) is torch.nn.Linear and head.bias is None)
     if fused:
         token_logps.append(linear_token_logprobs(hidden, head.weight, targets, softcap, chunk_size,
                                                  accumulate_grad=head_grad_into_param))
@@ -175,14 +183,16 @@ def sequence_stats(
                 ref_logp = torch.log_softmax(
                     _head_logits(ref_head, ref_softcap, ref_hidden[start:start + chunk_size]), dim=-1)
         if grad:
-            lp, ent, kl, clipped = checkpoint(_chunk_stats, h, t, ref_logp, head, softcap, with_entropy,
-                                              ratio_clip, use_reentrant=False)
+            lp, ent, kl, clipped, term = checkpoint(_chunk_stats, h, t, ref_logp, head, softcap, with_entropy,
+                                                    ratio_clip, termination_token_id, use_reentrant=False)
         else:
-            lp, ent, kl, clipped = _chunk_stats(h, t, ref_logp, head, softcap, with_entropy, ratio_clip)
+            lp, ent, kl, clipped, term = _chunk_stats(h, t, ref_logp, head, softcap, with_entropy, ratio_clip,
+                                                      termination_token_id)
         token_logps.append(lp)
         entropies.append(ent)
         kls.append(kl)
         clipped_logps.append(clipped)
+        terminations.append(term)
 
     def concat(values: list[torch.Tensor]) -> torch.Tensor:
         return torch.cat(values) if values else hidden.new_zeros(0, dtype=torch.float32)
@@ -192,7 +202,8 @@ def sequence_stats(
         return torch.zeros(n, dtype=flat.dtype, device=flat.device).index_add(0, seq_index, flat)
 
     lengths = batch.response_lengths()
-    matrix = _TokenMatrix(seq_index, n) if per_token or value_head is not None else None
+    matrix = (_TokenMatrix(seq_index, n) if per_token or value_head is not None or termination_token_id is not None
+              else None)
     values = None
     if value_head is not None:
         values = value_head(hidden, batch).reshape(-1)
@@ -206,6 +217,7 @@ def sequence_stats(
         token_logps=matrix(concat(token_logps)) if per_token else None,
         token_entropies=matrix(concat(entropies)) if per_token and with_entropy else None,
         values=values,
+        termination_token_logps=matrix(concat(terminations)) if termination_token_id is not None else None,
     )
 
 

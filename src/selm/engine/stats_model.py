@@ -33,13 +33,14 @@ class SequenceStatsModel(torch.nn.Module):
     def forward(self, batch: AnySequenceBatch, reference: ReferencePolicy | None = None,
                 ratio_clip: float | None = None, per_token: bool = False, with_entropy: bool = False,
                 with_values: bool = False, chunk_size: int | None = None,
-                value_head: torch.nn.Module | None = None) -> SequenceStats:
+                value_head: torch.nn.Module | None = None, termination_token_id: int | None = None) -> SequenceStats:
         """``sequence_stats(policy, batch, ...)``; ``with_values`` reads this module's critic,
         ``value_head`` another one (a frozen round-start copy)."""
         critic = value_head if value_head is not None else (self.value_head if with_values else None)
         return sequence_stats(self.policy, batch, chunk_size=chunk_size or self.chunk_size, reference=reference,
                               ratio_clip=ratio_clip, head_grad_into_param=self.head_grad_into_param,
-                              per_token=per_token, with_entropy=with_entropy, value_head=critic)
+                              per_token=per_token, with_entropy=with_entropy, value_head=critic,
+                              termination_token_id=termination_token_id)
 
     @contextlib.contextmanager
     def disable_adapter(self) -> Iterator[None]:

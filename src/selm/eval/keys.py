@@ -24,10 +24,14 @@ DISTINCT_2 = "distinct_2"
 BEST_OF_N = "eval/best_of_n"  # N of the best-of-N baseline
 BEST_OF_N_REWARD = "eval/best_of_n_reward"
 BEST_OF_N_GOLD_REWARD = "eval/best_of_n_gold_reward"
+LINEAR_ALIGNMENT_REWARD = "eval/linear_alignment_reward"  # the linear-alignment baseline's eval-judge reward
+LINEAR_ALIGNMENT_GOLD_REWARD = "eval/linear_alignment_gold_reward"
+REFUSAL_RATE = "eval/refusal_rate"  # fraction of held-out responses that refuse (eval.refusal_rate)
 PEAK_MEMORY_GB = "peak_memory_gb"
 
 # ----- pairing (loop/pair_rules.py writes them) ----------------------------------------------
 
+PROMPTS_TRUNCATED = "prompts/truncated"  # training prompts cut to the prompt budget (train.max_length)
 PAIRS_COUNT = "pairs/count"
 ROLLOUTS_COUNT = "rollouts/count"
 PAIRS_TIE_RATE = "pairs/tie_rate"

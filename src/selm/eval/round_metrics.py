@@ -18,7 +18,7 @@ TIMED_PHASES = (("sample", "sample"), ("judge", "judge"), ("train", "train"), ("
 
 def round_metrics(k: int, rows: Sequence[EvalRow], manifest: Mapping[str, Any], *,
                   initial: Sequence[EvalRow] = (), previous: Sequence[EvalRow] = (),
-                  best_of_n: Sequence[BestOfNRow] = ()) -> dict[str, Any]:
+                  best_of_n: Sequence[BestOfNRow] = (), linear_alignment: Sequence[BestOfNRow] = ()) -> dict[str, Any]:
     """The metrics row of round k.
 
     Args:
@@ -29,11 +29,12 @@ def round_metrics(k: int, rows: Sequence[EvalRow], manifest: Mapping[str, Any], 
         initial / previous: eval rows of round 0 / round k − 1, row for row with ``rows``; used
             for the win rates of a pointwise judge in rounds k ≥ 1.
         best_of_n: the round's best-of-N rows; empty when the baseline is off.
+        linear_alignment: the round's linear-alignment rows; empty when the baseline is off.
 
     Returns:
         ``{round, reward_mean, ..., distinct_2}``, then the round's pairing, sampling-drift and
-        training metrics from the manifest, timings, peak memory and the best-of-N baseline, in
-        this order (the order of metrics.jsonl's keys).
+        training metrics from the manifest, timings, peak memory, the best-of-N and the
+        linear-alignment baselines, in this order (the order of metrics.jsonl's keys).
     """
     rewards = [r.reward for r in rows if r.reward is not None]
     m: dict[str, Any] = {keys.ROUND: k}
@@ -57,8 +58,10 @@ def round_metrics(k: int, rows: Sequence[EvalRow], manifest: Mapping[str, Any], 
         m.update(phases["judge"].get("stats", {}))
         m.update((phases.get("pair") or phases["rollout"]).get("stats", {}))
         m.update(phases["sample"].get("drift", {}))
+        m.update(phases["sample"].get("stats", {}))
         m.update(phases["train"].get("train", {}))
     m.update(phases.get("evaluate", {}).get("reliability", {}))
+    m.update(phases.get("evaluate", {}).get("refusal", {}))
     for phase, name in TIMED_PHASES:
         if phase in phases:
             seconds = phases[phase].get("seconds", math.nan)
@@ -68,21 +71,26 @@ def round_metrics(k: int, rows: Sequence[EvalRow], manifest: Mapping[str, Any], 
     m[keys.PEAK_MEMORY_GB] = manifest.get("peak_memory_gb")
     if best_of_n:
         m[keys.BEST_OF_N] = best_of_n[0].n
-        for key, values in ((keys.BEST_OF_N_REWARD, [r.reward for r in best_of_n]),
-                            (keys.BEST_OF_N_GOLD_REWARD, [r.gold_reward for r in best_of_n])):
-            present = [v for v in values if v is not None]
-            m[key] = mean_std(present)[0] if present else None
+    for baseline, reward_key, gold_key in ((best_of_n, keys.BEST_OF_N_REWARD, keys.BEST_OF_N_GOLD_REWARD),
+                                           (linear_alignment, keys.LINEAR_ALIGNMENT_REWARD,
+                                            keys.LINEAR_ALIGNMENT_GOLD_REWARD)):
+        if baseline:
+            for key, values in ((reward_key, [r.reward for r in baseline]),
+                                (gold_key, [r.gold_reward for r in baseline])):
+                present = [v for v in values if v is not None]
+                m[key] = mean_std(present)[0] if present else None
     return m
 
 
 def read_round_metrics(run_dir: RunDir, k: int) -> dict[str, Any]:
-    """:func:`round_metrics` of round k of ``run_dir``, read from its eval.jsonl, best_of_n.jsonl and
-    manifest (and, for k ≥ 1, round 0's and round k − 1's eval.jsonl)."""
+    """:func:`round_metrics` of round k of ``run_dir``, read from its eval.jsonl, best_of_n.jsonl,
+    linear_alignment.jsonl and manifest (and, for k ≥ 1, round 0's and round k − 1's eval.jsonl)."""
     rd = run_dir.round(k)
-    best = rd.file("best_of_n.jsonl")
+    baselines = {name: read_rows(rd.file(f"{name}.jsonl"), BestOfNRow) if rd.file(f"{name}.jsonl").is_file() else []
+                 for name in ("best_of_n", "linear_alignment")}
     earlier = {}
     if k > 0:
         earlier = {"initial": read_rows(run_dir.round(0).file("eval.jsonl"), EvalRow),
                    "previous": read_rows(run_dir.round(k - 1).file("eval.jsonl"), EvalRow)}
     return round_metrics(k, read_rows(rd.file("eval.jsonl"), EvalRow), rd.manifest,
-                         best_of_n=read_rows(best, BestOfNRow) if best.is_file() else [], **earlier)
+                         **baselines, **earlier)

@@ -12,9 +12,11 @@ judge and the item. A value is never replaced by a default.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from selm.config import StrictModel
@@ -99,6 +101,23 @@ class Judge:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "kind")
         return f"{type(self).__name__}({params})"
+
+    # ----- around the judging ------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Fail now, with one clear error, if the judge cannot work (a remote judge's server is
+        unreachable or refuses the config); called once when a run starts. Local judges: nothing.
+
+        Raises:
+            JudgeError: the judge cannot work; the message says what to fix.
+        """
+
+    @contextlib.contextmanager
+    def keeping_answers(self, path: Path) -> Iterator[None]:
+        """Within the block, a judge whose answers are slow to get (a remote LLM) keeps each one in
+        ``path`` as it arrives and reuses those already there, so an interrupted call continues
+        where it stopped. Other judges: nothing kept."""
+        yield
 
     # ----- what subclasses implement ----------------------------------------------------------
 

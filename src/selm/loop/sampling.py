@@ -10,12 +10,14 @@ import torch
 from tqdm.auto import tqdm
 
 from selm.artifacts import Candidate, Prompt
-from selm.data import tokenize_response
+from selm.data import tokenize_prompt, tokenize_response
 from selm.distributed import map_sharded
 from selm.loop.config import RunConfig
 from selm.loop.seeds import derived_seed
 from selm.rundir import RunDir
 from selm.sampling import Completion, Sampler, SamplingParams, SamplingProgress, build_sampler
+from selm.sampling.linear_alignment import LinearAlignment, principled_prompt
+from selm.sampling.tree import TreeShape, generate_tree
 
 
 def sampled_candidate(completion: Completion, keep_token_logprobs: bool = False) -> Candidate:
@@ -70,8 +72,17 @@ class BlockSampler:
                               max_new_tokens=s.max_new_tokens, seed=seed,
                               stop_token_ids=[self.tokenizer.eos_token_id])
 
-    def generate(self, sampler: Sampler, prompt_ids: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
+    def principled_ids(self, prompts: list[Prompt], principle: str) -> list[list[int]]:
+        """The token ids of ``prompts`` with ``principle`` added: linear alignment's principled context."""
+        return [tokenize_prompt(self.tokenizer, principled_prompt(p, principle)) for p in prompts]
+
+    def generate(self, sampler: Sampler, prompt_ids: list[list[int]], params: SamplingParams,
+                 aligned: tuple[list[list[int]], LinearAlignment] | None = None,
+                 tree: TreeShape | None = None) -> list[list[Completion]]:
         """``sampler.generate`` over the processes: P prompts → P lists of ``params.n`` completions.
+
+        With ``aligned`` = (the P prompts' principled ids, its parameters), ``sampler.generate_aligned``
+        (linear alignment) instead; with ``tree``, :func:`selm.sampling.tree.generate_tree` (B^D leaves).
 
         A sampler's batch shares one random stream, so a prompt's samples depend on its batch
         mates. The prompts are therefore cut into fixed blocks of consecutive indices, one sampler
@@ -80,14 +91,22 @@ class BlockSampler:
         rows_per_prompt = 1 if params.greedy else params.n
         size = max(1, self.config.sampling.batch_size // rows_per_prompt)
 
+        def block(start: int, progress: SamplingProgress) -> list[list[Completion]]:
+            block_params = replace(params, seed=derived_seed(params.seed, start // size, "block"))
+            if tree is not None:
+                return generate_tree(sampler, self.tokenizer, prompt_ids[start:start + size], block_params, tree,
+                                     progress=progress)
+            if aligned is None:
+                return sampler.generate(prompt_ids[start:start + size], block_params, progress=progress)
+            principled, alignment = aligned
+            return sampler.generate_aligned(prompt_ids[start:start + size], principled[start:start + size],
+                                            block_params, alignment, progress=progress)
+
         def run(starts: list[int]) -> list[list[list[Completion]]]:
             total = sum(len(prompt_ids[start:start + size]) for start in starts) * params.n
             progress = SamplingProgress(tqdm(total=total, desc="sampling", unit="seq", disable=not self.progress))
             try:
-                return [sampler.generate(prompt_ids[start:start + size],
-                                         replace(params, seed=derived_seed(params.seed, start // size, "block")),
-                                         progress=progress)
-                        for start in starts]
+                return [block(start, progress) for start in starts]
             finally:
                 progress.bar.close()
 

@@ -1,8 +1,8 @@
 """Everything a run needs besides its config and run directory, built once before the first round:
 the objective, the task, π0's folder (after any warm-up SFT), the tokenizer, the judges and the prompts.
 
-Errors in any of them (a bad model path, a pickle-only checkpoint, a judge that cannot be built,
-too few prompts) surface here, before the run directory is written.
+Errors in any of them (a bad model path, a pickle-only checkpoint, a judge that cannot be built
+or whose server cannot be reached, too few prompts) surface here, before the run directory is written.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from selm.errors import ConfigError, UserError
 from selm.judges import Judge, build_judge
 from selm.loop.config import RunConfig
 from selm.loop.prompts import RunPrompts, load_run_prompts
@@ -64,6 +65,19 @@ def assemble_run(config: RunConfig, accelerator: Any, progress: bool) -> RunPart
                                              allow_pickle=config.allow_pickle, progress=progress))
         judge = build_judge(config.judge)
         eval_judge = build_judge(config.eval.judge) if config.eval.judge else judge
-    tokenizer = load_tokenizer(tokenizer_source, trust_remote_code=config.trust_remote_code)
+    # A judge server that is down or refuses the config: one error now, not at round 1's judge phase.
+    for checked in {id(j): j for j in (judge, eval_judge)}.values():
+        checked.check()
+    tokenizer = load_tokenizer(tokenizer_source, trust_remote_code=config.trust_remote_code,
+                               chat_template=config.chat_template)
     check_weights(model_source, config.allow_pickle)  # pickle-only weights: refused before any work
-    return RunParts(objective, task, model_source, tokenizer, judge, eval_judge, load_run_prompts(config, task))
+    prompts = load_run_prompts(config, task)
+    if task is not None and config.prompts.eval is not None:
+        # The task's gold reward scores every held-out answer: a prompt it cannot read is found now,
+        # not after round 0's sampling.
+        try:
+            task.gold_reward(prompts.eval[:1], [""])
+        except UserError as exc:
+            raise ConfigError(f"task: '{config.task}' cannot score prompts.eval ({exc}); for your own prompts set "
+                              f"task: null and a judge") from None
+    return RunParts(objective, task, model_source, tokenizer, judge, eval_judge, prompts)

@@ -107,8 +107,13 @@ def _load_pretrained(auto_class: Any, name_or_path: str, dtype: str, trust_remot
         raise ModelLoadError(f"model '{name_or_path}': {str(exc).splitlines()[0]}{hint}") from None
 
 
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, padding_side: str = "right") -> Any:
-    """Load a tokenizer; a missing pad token falls back to EOS (the usual choice for causal LMs)."""
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, padding_side: str = "right",
+                   chat_template: str | None = None) -> Any:
+    """Load a tokenizer; a missing pad token falls back to EOS (the usual choice for causal LMs).
+
+    ``chat_template``: a Jinja chat template, or the path of a file holding one, to use instead of
+    the tokenizer's own (a base model has none); saved with the tokenizer.
+    """
     from transformers import AutoTokenizer
 
     if is_gguf(name_or_path):
@@ -126,6 +131,9 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, padding_s
             raise ModelLoadError(f"tokenizer '{name_or_path}' has neither a pad nor an EOS token")
         tok.pad_token = tok.eos_token
     tok.padding_side = padding_side
+    if chat_template is not None:
+        template = Path(chat_template).expanduser()
+        tok.chat_template = template.read_text(encoding="utf-8") if template.is_file() else chat_template
     return tok
 
 

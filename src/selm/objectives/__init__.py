@@ -20,6 +20,7 @@ from selm.objectives import (  # noqa: F401
     cpl,
     dpo,
     dpo_variants,
+    fpo,
     gflownet,
     grpo,
     hinge,

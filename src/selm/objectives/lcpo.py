@@ -17,18 +17,22 @@ from selm.objectives.base import (
 )
 from selm.objectives.fields import PREFERENCE_FIELDS
 
-# Pairs of PreferenceBatch fields that trade places when a pair's label is flipped.
-SWAPPED = PREFERENCE_FIELDS.counterparts("chosen", "rejected")
-
 
 def flipped(batch: PreferenceBatch) -> PreferenceBatch:
-    """The same pairs with chosen and rejected exchanged (a soft label p becomes 1 − p)."""
+    """The same pairs with chosen and rejected exchanged (a soft label p becomes 1 − p).
+
+    The fields that trade places are read from the live table, so an objective's own registered
+    pair of fields (FPO's features, carried in ``extra``) is exchanged too.
+    """
     changes: dict[str, Any] = {}
-    for a, b in SWAPPED:
-        changes[a], changes[b] = getattr(batch, b), getattr(batch, a)
+    extra = dict(batch.extra)
+    extensions = PREFERENCE_FIELDS.extensions
+    for a, b in PREFERENCE_FIELDS.counterparts("chosen", "rejected"):
+        target = extra if a in extensions else changes
+        target[a], target[b] = getattr(batch, b), getattr(batch, a)
     if batch.label_probs is not None:
         changes["label_probs"] = 1 - batch.label_probs
-    return replace(batch, **changes)
+    return replace(batch, **changes, extra={k: v for k, v in extra.items() if v is not None})
 
 
 @register_objective("lcpo")

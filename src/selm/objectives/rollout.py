@@ -52,6 +52,9 @@ ROLLOUT_FIELDS = FieldTable("RolloutBatch", ("response",), (
     FieldSpec("termination_token_logps", Source.POLICY,    "termination_logps", "response", ReferenceUse.NONE,    _BT),
     FieldSpec("prefix_rewards",         Source.ROLLOUT,    "prefix_reward", "response", ReferenceUse.NONE,        _BT),
 ))
+# The fields the round's advantage estimator makes: an objective that reads none of them (GFlowNet
+# fine-tuning) needs no estimator, and none is run for it.
+ESTIMATED_FIELDS = frozenset({"advantages", "returns", "objective_advantages"})
 
 
 @dataclass

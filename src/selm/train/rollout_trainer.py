@@ -4,7 +4,8 @@ One round's rollouts are fixed before the first update. ``prepare`` makes, once,
 update epochs read but do not change: the sampling policy's per-token log-probs (recorded by the
 sampler when it ran these weights, else one no-grad pass of the round-start policy), the
 reference's (one no-grad pass), the critic's values at the round start (PPO), and the advantages
-of the configured estimator. Each micro-batch then runs one engine forward of the policy, per
+of the configured estimator (where the objective reads them), and the judge's prefix rewards as
+[N, T] (GFlowNet fine-tuning). Each micro-batch then runs one engine forward of the policy, per
 token, with gradient; ``num_train_epochs`` passes over the rollouts are the PPO epochs (TRL's
 ``num_iterations``), each a seeded shuffle cut into optimizer steps as for pairs.
 
@@ -27,13 +28,20 @@ from selm.engine import AnySequenceBatch, ReferencePolicy, collate_sequences, pa
 from selm.errors import ConfigError, UserError
 from selm.objectives import Objective, ObjectiveOutput
 from selm.objectives.advantages import AdvantageEstimator, AdvantageInputs
-from selm.objectives.rollout import ROLLOUT_FIELDS, RolloutBatch, StepTotals, masked_mean, micro_batch_loss
+from selm.objectives.rollout import (
+    ESTIMATED_FIELDS,
+    ROLLOUT_FIELDS,
+    RolloutBatch,
+    StepTotals,
+    masked_mean,
+    micro_batch_loss,
+)
 from selm.train.config import TrainingArguments
 from selm.train.trainer import Trainer
 
 # Fields the trainer fills from ``prepare``'s fixed [N, T] tensors (the rest come from the forward).
 FIXED_FIELDS = ("sampling_token_logps", "reference_token_logps", "advantages", "old_values", "returns",
-                "objective_advantages")
+                "objective_advantages", "prefix_rewards")
 
 
 class RolloutTrainer(Trainer):
@@ -48,6 +56,7 @@ class RolloutTrainer(Trainer):
             estimator puts the KL in the reward.
         value_head: the critic (PPO), trained with the policy.
         critic_learning_rate: the critic's peak learning rate (None: ``args.learning_rate``).
+        termination_token_id: the EOS id, for an objective that reads ``termination_token_logps``.
 
     After ``train``, ``rollout_metrics`` holds the round's rollout statistics (``rollout/…``: mean
     reward, advantage spread, KL to the reference, response length).
@@ -66,6 +75,7 @@ class RolloutTrainer(Trainer):
         reference: ReferencePolicy | None = None,
         value_head: torch.nn.Module | None = None,
         critic_learning_rate: float | None = None,
+        termination_token_id: int | None = None,
         output_dir: str | Path | None = None,
         accelerator: Any = None,
         progress: bool = True,
@@ -81,6 +91,13 @@ class RolloutTrainer(Trainer):
         self.reads_reference = "reference_token_logps" in self.requires or self.estimator_reads_kl
         if "objective_advantages" in self.requires and any(r.reward_vector is None for r in rollouts):
             raise UserError(f"objective '{objective.name}' needs a reward vector for every rollout (a vector judge)")
+        if "prefix_rewards" in self.requires and any(r.prefix_rewards is None for r in rollouts):
+            raise UserError(f"objective '{objective.name}' needs the judge's reward of every prefix of each rollout")
+        self.reads_termination = "termination_token_logps" in self.requires
+        if self.reads_termination and termination_token_id is None:
+            raise UserError(f"objective '{objective.name}' reads the termination (EOS) log-probs: the tokenizer "
+                            f"has no EOS token")
+        self.termination_token_id = termination_token_id if self.reads_termination else None
         if self.reads_reference and reference is None:
             raise UserError(f"objective '{objective.name}' with advantage estimator '{estimator.name}' needs a "
                             f"reference model (the KL term), but none is configured")
@@ -135,6 +152,23 @@ class RolloutTrainer(Trainer):
             self.fixed["reference_token_logps"] = reference
             kl = (sampling - reference) * mask
         rewards = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)
+        fmask = mask.to(torch.float32)
+        self.rollout_metrics = {
+            "rollout/reward": float(rewards.mean()),
+            "rollout/reward_std": float(rewards.std()) if len(rollouts) > 1 else 0.0,
+            "rollout/response_length": float(fmask.sum(-1).mean()),
+        }
+        if kl is not None:
+            self.rollout_metrics["rollout/kl"] = float(kl.sum(-1).mean())
+        if "prefix_rewards" in self.requires:
+            self.fixed["prefix_rewards"] = pad_token_rows([r.prefix_rewards for r in rollouts])
+        if self.requires & ESTIMATED_FIELDS:
+            self._estimate_advantages(rewards, mask, kl)
+
+    def _estimate_advantages(self, rewards: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor | None) -> None:
+        """The estimator's advantages (and returns) from the [N] rewards, [N, T] mask and KL; per
+        reward column too where the objective reads ``objective_advantages``."""
+        rollouts = self.rollouts
         out = self.estimator(AdvantageInputs(
             rewards=rewards, group_ids=torch.tensor([r.group for r in rollouts]), response_mask=mask,
             kl=kl if self.estimator_reads_kl else None, values=self.fixed.get("old_values")))
@@ -148,15 +182,7 @@ class RolloutTrainer(Trainer):
                 rewards=column, group_ids=torch.tensor([r.group for r in rollouts]), response_mask=mask,
                 kl=kl if self.estimator_reads_kl else None, values=self.fixed.get("old_values"))).advantages
                 for column in vectors.T], dim=-1)
-        fmask = mask.to(torch.float32)
-        self.rollout_metrics = {
-            "rollout/reward": float(rewards.mean()),
-            "rollout/reward_std": float(rewards.std()) if len(rollouts) > 1 else 0.0,
-            "rollout/advantage_abs": float(masked_mean(out.advantages.abs(), fmask)),
-            "rollout/response_length": float(fmask.sum(-1).mean()),
-        }
-        if kl is not None:
-            self.rollout_metrics["rollout/kl"] = float(kl.sum(-1).mean())
+        self.rollout_metrics["rollout/advantage_abs"] = float(masked_mean(out.advantages.abs(), mask.to(torch.float32)))
 
     # ----- one micro-batch -----------------------------------------------------------------------
 
@@ -173,13 +199,15 @@ class RolloutTrainer(Trainer):
                                    if self.packing is not None else collate_sequences(sequences, self.pad_token_id))
         with torch.set_grad_enabled(train):
             stats = self.model(batch.to(self.accelerator.device), per_token=True,
-                               with_entropy="token_entropies" in self.requires, with_values=self.reads_values)
+                               with_entropy="token_entropies" in self.requires, with_values=self.reads_values,
+                               termination_token_id=self.termination_token_id)
         width = stats.token_logps.shape[1]
         index = torch.tensor(indices)
         values: dict[str, torch.Tensor | None] = {
             "policy_token_logps": stats.token_logps,
             "response_mask": response_mask([len(r.response_ids) for r in rollouts], width).to(self.accelerator.device),
             "token_entropies": stats.token_entropies, "values": stats.values,
+            "termination_token_logps": stats.termination_token_logps,
         }
         like = stats.token_logps
         for name in FIXED_FIELDS:

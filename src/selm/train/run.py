@@ -71,7 +71,8 @@ def run_train(config: TrainConfig, resume: bool = False, progress: bool = True, 
                             else model_source)
         explicit_reference = (resolve_model_source(config.reference_model_name_or_path, "reference_model_name_or_path")
                               if config.reference_model_name_or_path else None)
-    tokenizer = load_tokenizer(tokenizer_source, trust_remote_code=config.trust_remote_code)
+    tokenizer = load_tokenizer(tokenizer_source, trust_remote_code=config.trust_remote_code,
+                               chat_template=config.chat_template)
 
     train_raw, eval_raw = load_train_and_eval_rows(config.dataset, config.dataset_split, config.eval_dataset,
                                                   config.eval_dataset_split, config.eval_split_ratio, args.seed)
