@@ -112,3 +112,26 @@ def test_version_and_help_texts(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--help"])
     assert "both" not in capsys.readouterr().out
+
+
+def test_vision_packages_built_for_another_torch_are_named(monkeypatch):
+    """vLLM's CPU build pulls CUDA torchvision / torchaudio / torchcodec, which make transformers fail
+    with "Could not import module 'LlamaConfig'": the one-line error names them and the fix."""
+    import importlib.metadata
+
+    from selm.cli import mismatched_vision_packages
+
+    versions = {"torchvision": "0.28.0", "torchaudio": "2.11.1"}
+
+    def fake_version(name):
+        if name not in versions:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return versions[name]
+
+    monkeypatch.setattr(importlib.metadata, "version", fake_version)
+    monkeypatch.setattr("torch.__version__", "2.13.0+cpu")
+    cause = mismatched_vision_packages()
+    assert "torchvision 0.28.0, torchaudio 2.11.1 were not built for this torch (2.13.0+cpu)" in cause
+    assert cause.endswith("pip uninstall -y torchvision torchaudio")
+    versions.clear()
+    assert mismatched_vision_packages() == ""

@@ -245,6 +245,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("selm: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        cause = mismatched_vision_packages()
+        if not cause or ns.debug:
+            raise
+        print(f"selm: error: {exc}: {cause}", file=sys.stderr)
+        return 2
+
+
+def mismatched_vision_packages() -> str:
+    """Why transformers cannot import its models, when the cause is torchvision / torchaudio /
+    torchcodec built for another torch (vLLM's CPU build pulls CUDA ones); "" otherwise."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    build = torch.__version__.partition("+")[2]
+    found = []
+    for name in ("torchvision", "torchaudio", "torchcodec"):
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            continue
+        local = installed.partition("+")[2]
+        if local != build:
+            found.append(f"{name} {installed}")
+    if not found:
+        return ""
+    return (f"{', '.join(found)} {'was' if len(found) == 1 else 'were'} not built for this torch ({torch.__version__}) "
+            f"and break transformers' imports; text models do not need them: pip uninstall -y "
+            f"{' '.join(f.split()[0] for f in found)}")
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ def test_server_dying_mid_phase_then_resume_after_it_is_back(tmp_path, judge_ser
     answered = {text for action, text in server.asked[before_judge:] if action == "ok"}
     kept = read_jsonl(out / "rounds" / "01" / "judge_answers.0.jsonl")
     # every answer the judge phase got before the server died: 5, or 6 if one slipped in during its shutdown
-    assert len(kept) == len(answered) >= 5 and {row["answer"] for row in kept} <= {str(i) for i in range(1, 11)}
+    assert len(kept) == len(answered) >= 5
     back = judge_server(port)  # the server is back, on the same address
     assert main(["run", "--quiet", "--resume", str(out)]) == 0
     assert back.requests > 0
