@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("objectives",),
     ("tasks",),
     ("modeling",),
-    ("io", "rundir", "artifacts", "cache", "distributed", "errors", "config", "registry", "optim", "__init__"),
+    ("io", "progress", "rundir", "artifacts", "cache", "distributed", "errors", "config", "registry", "optim", "__init__"),
 ]
 RANK = {name: len(LAYERS) - i for i, names in enumerate(LAYERS) for name in names}
 

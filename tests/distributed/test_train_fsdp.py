@@ -47,16 +47,14 @@ def full_runs(tmp_path_factory, tied_model, launch, sort_recipe) -> Path:
     return folder
 
 
-def test_full_finetune_matches_one_process(full_runs, tied_model, same_training, read_train_log):
+def test_full_finetune_matches_one_process(full_runs, tied_model, same_training, same_step_metrics, read_train_log):
     one, two = (load_file(full_runs / n / "model.safetensors") for n in ("one", "two"))
     same_training(one, two, load_file(tied_model / "model.safetensors"), steps=STEPS, learning_rate=LEARNING_RATE)
     # As under DDP (tests/distributed/test_train_ddp.py): the global batch's metrics, to float32
     # rounding of the same sums plus the weights' gap.
     logs = read_train_log(full_runs / "one"), read_train_log(full_runs / "two")
     assert [e["step"] for e in logs[1]] == list(range(1, STEPS + 1))
-    for a, b in zip(*logs):
-        for key in ("loss", "rewards/margins", "grad_norm"):
-            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)
+    same_step_metrics(*logs)
     results = [json.loads((full_runs / n / "train_results.json").read_text()) for n in ("one", "two")]
     assert results[1]["eval/loss"] == pytest.approx(results[0]["eval/loss"], rel=1e-4)
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from selm.engine.batch import SequenceStats
 from selm.engine.packing import PackingLayout, pack_sequences
 from selm.engine.padding import collate_sequences
 from selm.engine.sequence_stats import ReferencePolicy, sequence_stats
 from selm.engine.stats_model import SequenceStatsModel
+from selm.progress import progress_bar
 
 # Sequences per forward when the caller does not say: small enough for a 262k vocabulary's
 # hidden states, large enough to keep the decoder's GEMMs busy.
@@ -118,7 +118,7 @@ def _scored_batches(model: torch.nn.Module | ReferencePolicy, sequences: Sequenc
     try:
         with reference.active() as active:
             starts = range(0, len(sequences), batch_size)
-            for start in tqdm(starts, desc=desc, unit="batch", disable=not progress, leave=False):
+            for start in progress_bar(starts, desc=desc, unit="batch", disable=not progress, leave=False):
                 chunk = list(sequences[start:start + batch_size])
                 batch = (pack_sequences(chunk, pad_token_id, packing) if packing is not None
                          else collate_sequences(chunk, pad_token_id))

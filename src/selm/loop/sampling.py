@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from selm.artifacts import Candidate, Prompt
 from selm.data import tokenize_prompt, tokenize_response
 from selm.distributed import map_sharded
 from selm.loop.config import RunConfig
 from selm.loop.seeds import derived_seed
+from selm.progress import progress_bar
 from selm.rundir import RunDir
 from selm.sampling import Completion, Sampler, SamplingParams, SamplingProgress, build_sampler
 from selm.sampling.linear_alignment import LinearAlignment, principled_prompt
@@ -104,7 +104,7 @@ class BlockSampler:
 
         def run(starts: list[int]) -> list[list[list[Completion]]]:
             total = sum(len(prompt_ids[start:start + size]) for start in starts) * params.n
-            progress = SamplingProgress(tqdm(total=total, desc="sampling", unit="seq", disable=not self.progress))
+            progress = SamplingProgress(progress_bar(total=total, desc="sampling", unit="seq", disable=not self.progress))
             try:
                 return [block(start, progress) for start in starts]
             finally:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from selm.config import dump_config
 from selm.data.splits import load_train_and_eval_rows
@@ -27,6 +26,7 @@ from selm.judges.reward_model import ENSEMBLE_FILE, encode_for_reward_model
 from selm.modeling.loading import load_tokenizer
 from selm.modeling.saving import save_model_atomically
 from selm.optim import adamw, optimizer_step, transformers_schedule
+from selm.progress import progress_bar
 from selm.reward_model.config import RewardModelConfig
 from selm.reward_model.loss import bradley_terry_loss
 from selm.tasks.sources import resolve_model_source
@@ -153,7 +153,7 @@ def train_member(config: RewardModelConfig, source: str, tokenizer: Any, train: 
     model.train()
     order: list[int] = []
     window: list[tuple[int, float, float]] = []
-    for step in tqdm(range(1, total + 1), desc=f"reward model (seed {seed})", disable=not progress):
+    for step in progress_bar(range(1, total + 1), desc=f"reward model (seed {seed})", disable=not progress):
         if not order:
             order = list(range(len(train)))
             rng.shuffle(order)

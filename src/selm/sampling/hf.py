@@ -23,11 +23,11 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 from transformers.generation.streamers import BaseStreamer
 
 from selm.config import StrictModel
 from selm.errors import ConfigError, DataError
+from selm.progress import progress_bar
 from selm.sampling.base import Completion, Sampler, SamplerContext, SamplingParams, SamplingProgress
 from selm.sampling.factory import register_sampler
 from selm.sampling.linear_alignment import LinearAlignment, decode_aligned
@@ -101,7 +101,7 @@ class HFSampler(Sampler):
         self.model.eval()
         own = progress is None
         if own:
-            progress = SamplingProgress(tqdm(total=len(order) * params.n, desc="sampling", unit="seq",
+            progress = SamplingProgress(progress_bar(total=len(order) * params.n, desc="sampling", unit="seq",
                                              disable=not self.progress))
         try:
             for batch_index, first in enumerate(range(0, len(order), prompts_per_batch)):

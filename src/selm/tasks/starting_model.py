@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from tqdm.auto import tqdm
 
 from selm.cache import cache_root
 from selm.errors import ModelLoadError
 from selm.io import publish_dir
 from selm.modeling.tiny import build_tiny_model, build_tokenizer
 from selm.optim import adamw, optimizer_step, warmup_cosine_schedule
+from selm.progress import progress_bar
 
 MANIFEST = "selm_starting_model.json"
 # Bump when the build procedure changes in a way the settings do not capture.
@@ -173,7 +173,7 @@ def _train(model: torch.nn.Module, examples: list[tuple[list[int], list[int]]], 
     model.train()
     tail = max(1, settings.steps // 10)
     tail_losses: list[float] = []
-    bar = tqdm(range(settings.steps), desc=f"building the {name} starting model", unit="step",
+    bar = progress_bar(range(settings.steps), desc=f"building the {name} starting model", unit="step",
                disable=not progress)
     for step in bar:
         batch = examples[step * settings.batch_size:(step + 1) * settings.batch_size]

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from tqdm.auto import tqdm
 
 from selm.data import RowLayout, TokenizedPair, collate_preference_rows, length_grouped_batches
 from selm.distributed import broadcast_from_main, gather_in_order, shard_bounds
@@ -44,6 +43,7 @@ from selm.objectives import Objective, ObjectiveOutput, PreferenceBatch
 from selm.objectives.fields import CLIPPED_RATIO_FIELDS, PREFERENCE_FIELDS, ReferenceUse, Source
 from selm.objectives.rollout import StepTotals
 from selm.optim import adamw, transformers_schedule
+from selm.progress import progress_bar
 from selm.train.config import TrainingArguments
 from selm.train.critic import restore_critic, save_critic
 from selm.train.diagnostics import pair_gradient_stats
@@ -352,7 +352,7 @@ class Trainer:
             else:
                 self._truncate_log(log_path)
         self.model.train()
-        bar = tqdm(total=self.total_steps, initial=self.global_step, desc="train", unit="step",
+        bar = progress_bar(total=self.total_steps, initial=self.global_step, desc="train", unit="step",
                    disable=not self.progress, dynamic_ncols=True)
         history: list[dict[str, float]] = []
         pending: list[tuple[int, dict[str, float]]] = []
@@ -491,7 +491,7 @@ class Trainer:
 
     # ----- logging -----------------------------------------------------------------------------
 
-    def _log(self, entry: dict[str, float], log_path: Path | None, bar: tqdm) -> None:
+    def _log(self, entry: dict[str, float], log_path: Path | None, bar: Any) -> None:
         if not self.accelerator.is_main_process:
             return
         if log_path is not None:

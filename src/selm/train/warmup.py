@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 
 import torch
 from pydantic import Field
-from tqdm.auto import tqdm
 
 from selm.config import StrictModel
 from selm.io import publish_dir
 from selm.optim import adamw, optimizer_step, warmup_cosine_schedule
+from selm.progress import progress_bar
 
 if TYPE_CHECKING:
     from selm.tasks.base import Task
@@ -108,7 +108,7 @@ def build_warmup(task: Task, source: str, settings: WarmupConfig, out_dir: Path,
     losses: list[float] = []
     torch.manual_seed(settings.seed)
     model.train()
-    for step in tqdm(range(settings.steps), desc=f"SFT warm-up on {task.name} demonstrations", unit="step",
+    for step in progress_bar(range(settings.steps), desc=f"SFT warm-up on {task.name} demonstrations", unit="step",
                      disable=not progress):
         batch_prompts = prompts[step * settings.batch_size:(step + 1) * settings.batch_size]
         sequences = []
