@@ -67,6 +67,7 @@ def test_two_process_run_matches_one_process_run(tmp_path, one_process_run, laun
     assert not list((tmp_path / "two").rglob("*.tmp*"))
 
 
+@pytest.mark.slow  # ~40 s: kept out of the default run for the suite's 15-minute budget
 def test_two_process_grpo_run_matches_one_process_run(tmp_path, launch, same_training):
     """RL rounds: the rollouts are the same, and DAPO's token mean over the whole step (counts
     summed over both processes before the first backward) gives the 1-process weights."""

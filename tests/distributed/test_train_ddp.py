@@ -37,6 +37,7 @@ def test_two_processes_match_one_process(tmp_path, launch, same_training, same_s
     assert not list((tmp_path / "two").glob("*.tmp"))
 
 
+@pytest.mark.slow  # ~40 s; multi-process resume is checked under FSDP (test_train_fsdp.py, after SIGKILL)
 def test_two_processes_resume_from_a_checkpoint(tmp_path, launch, sort_recipe, read_train_log):
     """Cut after step 15 (checkpoint-15 kept), resumed by 2 processes: the same weights as uncut."""
     whole = sort_recipe(tmp_path, "whole", 2, ", save_steps: 15")

@@ -160,6 +160,7 @@ def _peak_mb(vocab, mode):
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
 
 
+@pytest.mark.slow  # ~40-60 s: four subprocesses with 32k- and 256k-vocabulary heads
 def test_chunked_peak_memory_flat_while_vocab_grows():
     """32k -> 256k vocab, same 2x256 sequences: the naive path grows by GBs (N·T·V logits),
     the chunked path only by the weights' own growth (embedding + head and their gradients)."""
