@@ -450,3 +450,28 @@ def test_concurrency_raises_requests_per_second(server):
         rates[concurrency] = 16 / (time.perf_counter() - start)
     print(f"requests/s against a 50 ms server: {rates[1]:.1f} (concurrency 1), {rates[4]:.1f} (concurrency 4)")
     assert rates[4] > 2 * rates[1], rates  # ideally 4x; a generous margin for a loaded machine
+
+
+def test_an_ensemble_checks_and_keeps_the_answers_of_its_llm_members(server, tmp_path):
+    """A composite judge (ensemble, vector) passes the start-up check and the kept answers on to
+    its members, each member's answers in a file of its own."""
+    member = {"kind": "llm", "mode": "pointwise", "base_url": server.base_url, "model": "judge-1", "backoff_s": 0.001,
+              "max_backoff_s": 0.01, "max_wait_s": 5, "timeout_s": 5}
+    server.reply = lambda body, n: answer("6")
+    for kind in ("ensemble", "vector"):
+        server.requests.clear()
+        judge = build_judge({"kind": kind, "judges": [member, {**member, "model": "judge-1"}]})
+        judge.check()
+        assert len(server.requests) == 2  # one check request per member
+        path = tmp_path / kind / "judge_answers.0.jsonl"
+        with judge.keeping_answers(path):
+            first = judge.score(["p1", "p2"], ["a", "b"])
+        asked = len(server.requests)
+        assert sorted(p.name for p in path.parent.iterdir()) == ["judge_answers.0.member0.jsonl",
+                                                                 "judge_answers.0.member1.jsonl"]
+        with judge.keeping_answers(path):
+            assert judge.score(["p1", "p2"], ["a", "b"]) == first
+        assert len(server.requests) == asked  # every answer was kept: none asked again
+    down = build_judge({"kind": "ensemble", "judges": [{**member, "base_url": "http://127.0.0.1:9/v1"}]})
+    with pytest.raises(JudgeError, match="start-up check failed"):
+        down.check()

@@ -39,7 +39,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from selm.config import StrictModel
 from selm.judges.base import Judge
-from selm.judges.members import build_member_judges, member_score_grid
+from selm.judges.members import CompositeJudge, build_member_judges, member_score_grid
 from selm.judges.registry import register_judge_kind
 
 
@@ -70,7 +70,7 @@ class MemberScores:
 
 
 @register_judge_kind
-class EnsembleJudge(Judge):
+class EnsembleJudge(CompositeJudge):
     """Pointwise judge combining the scores of its member judges."""
 
     kind = "ensemble"

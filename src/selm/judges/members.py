@@ -3,12 +3,32 @@ candidate of every prompt with each of them in one batch per member."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from selm.errors import ConfigError, JudgeError
 from selm.judges.base import Judge
 from selm.judges.registry import build_judge
+
+
+class CompositeJudge(Judge):
+    """A judge made of member judges (``self.members``): checking it checks every member, and
+    keeping its answers keeps each member's (a remote LLM member's) in a file of its own."""
+
+    members: list[Judge]
+
+    def check(self) -> None:
+        for member in self.members:
+            member.check()
+
+    @contextlib.contextmanager
+    def keeping_answers(self, path: Path) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for index, member in enumerate(self.members):
+                stack.enter_context(member.keeping_answers(path.with_name(f"{path.stem}.member{index}{path.suffix}")))
+            yield
 
 
 def build_member_judges(kind: str, specs: list[dict[str, Any]], why_pointwise: str) -> list[Judge]:

@@ -20,12 +20,12 @@ from pydantic import Field
 from selm.config import StrictModel
 from selm.errors import ConfigError
 from selm.judges.base import Judge
-from selm.judges.members import build_member_judges, member_score_grid
+from selm.judges.members import CompositeJudge, build_member_judges, member_score_grid
 from selm.judges.registry import register_judge_kind
 
 
 @register_judge_kind
-class VectorJudge(Judge):
+class VectorJudge(CompositeJudge):
     """Pointwise judge whose native output is one reward per member judge (objective)."""
 
     kind = "vector"
