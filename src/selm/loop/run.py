@@ -266,9 +266,10 @@ class OnlineRun:
         from exactly these weights: training on samples of other (stale) weights is refused."""
         policy = self.policies.for_training(k - 1)
         stamps = {row.weights for row in read_rows(rd.file("samples.jsonl"), SampleRow)} - {None}
-        if stamps and stamps != {model_fingerprint(policy)}:
+        start = model_fingerprint(policy) if stamps else None
+        if stamps and stamps != {start}:
             raise UserError(f"{rd.file('samples.jsonl')}: sampled from weights {sorted(stamps)[0][:12]}…, not round "
-                            f"{k}'s start policy {model_fingerprint(policy)[:12]}… (stale samples are not trained "
+                            f"{k}'s start policy {start[:12]}… (stale samples are not trained "
                             f"on); delete the round's folder and resume to sample it again")
         return policy
 

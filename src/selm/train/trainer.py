@@ -171,15 +171,19 @@ class Trainer:
         self.packing = resolve_packing(args.padding_free, model, *separate_reference)
         # Of the bare weights: under FSDP each process holds only a shard of them once training is set up.
         self.reference_fingerprint = (model_fingerprint(self.reference.model, exclude="lora_" if self.reference.disable_adapters else None)
-                                      if self.reference is not None and self.caches_reference else None)
+                                      if self.precomputes_reference else None)
         self.global_step = 0
         self.nonfinite_steps = 0
         self._build_optimizer()
 
     example_name = "example"
     reference_cache_hit: bool | None = None
-    # Reference log-probs are cached on disk under the reference's fingerprint.
-    caches_reference = False
+
+    @property
+    def precomputes_reference(self) -> bool:
+        """Reference log-probs are computed once before training and cached on disk under the
+        reference's fingerprint (pairs; not when the objective needs the reference live)."""
+        return False
 
     # ----- what a subclass provides --------------------------------------------------------------
 
@@ -616,7 +620,11 @@ class PreferenceTrainer(Trainer):
     """
 
     example_name = "pair"
-    caches_reference = True
+
+    @property
+    def precomputes_reference(self) -> bool:
+        return (self.reference is not None and not self.objective.needs_live_reference
+                and self.args.precompute_reference)
 
     def __init__(
         self,
@@ -689,7 +697,7 @@ class PreferenceTrainer(Trainer):
 
     def precompute_reference(self) -> None:
         """Compute (or load from the cache) reference log-probs for every train and eval pair."""
-        if self.reference is None or self.objective.needs_live_reference or not self.args.precompute_reference:
+        if not self.precomputes_reference:
             return
         pairs = self.train_pairs + self.eval_pairs
         cache_dir = Path(self.args.reference_cache_dir) if self.args.reference_cache_dir else None
