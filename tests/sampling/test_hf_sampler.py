@@ -69,18 +69,27 @@ def test_order_is_restored(model, tokenizer) -> None:  # type: ignore[no-untyped
     assert len(set(map(tuple, forward))) == 4  # the prompts really have different answers
 
 
-def test_logprob_matches_full_forward(model, tokenizer) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("rows_stop_early", [False, True])
+def test_logprob_matches_full_forward(request, tokenizer, rows_stop_early) -> None:  # type: ignore[no-untyped-def]
+    """Each completion's log-prob and tokens against one full forward over prompt + completion; with
+    the EOS-heavy model rows stop at different steps and leave the batch (and its shared-prefix
+    cache) while the others go on decoding."""
     prompts = prompts_of(tokenizer)
+    policy = request.getfixturevalue("eos_heavy_model" if rows_stop_early else "model")  # the first edits the second
     # Truncated, tempered sampling: the recorded log-prob is still the plain temperature-1 one.
-    params = SamplingParams(n=3, temperature=0.7, top_k=20, top_p=0.9, max_new_tokens=10, seed=3)
-    out = HFSampler(model, tokenizer, batch_size=4, progress=False).generate(prompts, params)
-    checked = 0
+    # (At temperature 1 the EOS-heavy model stops with probability ≈ 0.15 a step, see conftest.)
+    params = SamplingParams(n=3, temperature=1.0, max_new_tokens=10, seed=3) if rows_stop_early else SamplingParams(
+        n=3, temperature=0.7, top_k=20, top_p=0.9, max_new_tokens=10, seed=3)
+    out = HFSampler(policy, tokenizer, batch_size=6, progress=False).generate(prompts, params)
+    lengths = set()
     for prompt, completions in zip(prompts, out):
         for c in completions:
-            assert c.logprob == pytest.approx(full_forward_logprob(model, prompt, c.token_ids), abs=1e-4)
-            assert c.logprob < 0 and c.num_tokens == len(c.token_ids) == 10
-            checked += 1
-    assert checked == 12
+            assert c.logprob == pytest.approx(full_forward_logprob(policy, prompt, c.token_ids), abs=1e-4)
+            assert c.logprob < 0 and c.num_tokens == len(c.token_ids)
+            assert c.finished == (c.token_ids[-1] == tokenizer.eos_token_id)
+            lengths.add(c.num_tokens)
+    assert sum(len(c) for c in out) == 12
+    assert len(lengths) > 2 if rows_stop_early else lengths == {10}
 
 
 def test_seeds(model, tokenizer) -> None:  # type: ignore[no-untyped-def]

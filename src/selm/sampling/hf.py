@@ -1,17 +1,17 @@
-"""The default sampling backend: transformers ``generate`` with a KV cache, batched.
+"""The default sampling backend: a transformers causal LM decoded token by token over a KV cache, batched.
 
 Prompts are sorted by length (longest first, so padding is small and an out-of-memory batch shows
-up at once), left-padded with explicit attention masks, and generated in batches of at most
-``batch_size`` sequences; results are put back in prompt order. Each sampled prompt is repeated n
-times in the batch (one row per sample), so every sample is a row of the same batched call.
+up at once), left-padded with explicit attention masks, and decoded in batches of at most
+``batch_size`` rows; results are put back in prompt order. A prompt's n samples are n rows of the
+same batch that share its prefill (:mod:`selm.sampling.decoding`, which also drops finished rows
+and draws each token with one uniform variate).
 
-Log-probs come from the raw logits that ``generate`` returns (``output_logits``; before
-temperature, top-p or top-k), so they are the trainer's log π at temperature 1. They are reduced
-to one number per token step by step and the logits are dropped right after: the logits of a
-batch take ``rows × max_new_tokens × vocab × 4`` bytes while it runs, which ``batch_size`` bounds.
+Log-probs are read from each step's raw logits (before temperature, top-p or top-k), so they are
+the trainer's log π at temperature 1; a step's logits are dropped once its tokens are drawn, so a
+batch holds ``rows × vocab`` floats of logits at a time whatever ``max_new_tokens`` is.
 
 ``generate_aligned`` (linear alignment, :mod:`selm.sampling.linear_alignment`) batches and seeds the
-same way but decodes by hand over two KV caches, one per context.
+same way and decodes over two KV caches, one per context.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from transformers.generation.streamers import BaseStreamer
 
 from selm.config import StrictModel
 from selm.errors import ConfigError, DataError
 from selm.progress import progress_bar
 from selm.sampling.base import Completion, Sampler, SamplerContext, SamplingParams, SamplingProgress
+from selm.sampling.decoding import CachedContext, decode, sampling_scores
 from selm.sampling.factory import register_sampler
 from selm.sampling.linear_alignment import LinearAlignment, decode_aligned
 
@@ -118,8 +118,8 @@ class HFSampler(Sampler):
             self.model.train(was_training)
         return results
 
-    def _left_padded(self, prompts: list[list[int]], rows_per_prompt: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """[rows, width] left-padded ids and attention mask, each prompt repeated ``rows_per_prompt`` times."""
+    def _left_padded(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """[P, width] left-padded ids and attention mask of ``prompts``."""
         device = _model_device(self.model)
         width = max(len(p) for p in prompts)
         input_ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
@@ -127,44 +127,32 @@ class HFSampler(Sampler):
         for row, prompt in enumerate(prompts):
             input_ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
             attention_mask[row, width - len(prompt):] = 1
-        return (input_ids.repeat_interleave(rows_per_prompt, dim=0).to(device),
-                attention_mask.repeat_interleave(rows_per_prompt, dim=0).to(device))
+        return input_ids.to(device), attention_mask.to(device)
 
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams, rows_per_prompt: int,
                         seed: int, progress: SamplingProgress) -> list[Completion]:
         """Completions for ``prompts``, ``rows_per_prompt`` consecutive rows per prompt."""
-        input_ids, attention_mask = self._left_padded(prompts, rows_per_prompt)
         stop_ids = self._stop_ids(params)
-        options = dict(do_sample=False) if params.greedy else dict(
-            do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
-            # Neutralise a model's own generation_config defaults that would reshape the distribution.
-            repetition_penalty=1.0, no_repeat_ngram_size=0, typical_p=1.0)
-        streamer = _DecodeProgress(progress, stop_ids, rows=input_ids.shape[0],
-                                   completions_per_row=params.n // rows_per_prompt)
-        with torch.inference_mode(), _seeded(seed, input_ids.device):
-            out = self.model.generate(
-                input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=params.max_new_tokens,
-                eos_token_id=stop_ids, pad_token_id=self.pad_token_id, return_dict_in_generate=True,
-                output_logits=True, streamer=streamer, **options)
-            generated = out.sequences[:, input_ids.shape[1]:]
-            token_logps = _token_logprobs(out.logits, generated)
-            del out
+        with torch.inference_mode(), _seeded(seed, _model_device(self.model)):
+            context = CachedContext(self.model, *self._left_padded(prompts), repeats=rows_per_prompt,
+                                    room=params.max_new_tokens)
+            generated, token_logps = decode(
+                [context], lambda logits: sampling_scores(logits[0], params.temperature, params.top_k, params.top_p),
+                greedy=params.greedy, max_new_tokens=params.max_new_tokens, stop_ids=stop_ids,
+                pad_token_id=self.pad_token_id, on_step=_counter(progress, params.n // rows_per_prompt))
         return self._completions(generated, token_logps, stop_ids)
 
     def _aligned_batch(self, prompts: list[list[int]], principled: list[list[int]], params: SamplingParams,
                        alignment: LinearAlignment, rows_per_prompt: int, seed: int,
                        progress: SamplingProgress) -> list[Completion]:
         """Linear-alignment completions for ``prompts`` (and their principled versions), as ``_generate_batch``."""
-        plain_ids, plain_mask = self._left_padded(prompts, rows_per_prompt)
-        principled_ids, principled_mask = self._left_padded(principled, rows_per_prompt)
         stop_ids = self._stop_ids(params)
-        streamer = _DecodeProgress(progress, stop_ids, rows=plain_ids.shape[0],
-                                   completions_per_row=params.n // rows_per_prompt)
-        with torch.inference_mode(), _seeded(seed, plain_ids.device):
+        with torch.inference_mode(), _seeded(seed, _model_device(self.model)):
             generated, token_logps = decode_aligned(
-                self.model, (principled_ids, principled_mask), (plain_ids, plain_mask), alignment,
+                self.model, self._left_padded(principled), self._left_padded(prompts), alignment,
                 temperature=params.temperature, max_new_tokens=params.max_new_tokens, stop_ids=stop_ids,
-                pad_token_id=self.pad_token_id, streamer=streamer)
+                pad_token_id=self.pad_token_id, repeats=rows_per_prompt,
+                on_step=_counter(progress, params.n // rows_per_prompt))
         return self._completions(generated, token_logps, stop_ids)
 
     def _stop_ids(self, params: SamplingParams) -> list[int]:
@@ -190,45 +178,10 @@ class HFSampler(Sampler):
         ]
 
 
-class _DecodeProgress(BaseStreamer):
-    """Advances a :class:`SamplingProgress` at every decode step of one batched ``generate`` call.
-
-    ``generate`` hands the streamer the prompt first, then the [rows] tokens of each step; a row
-    counts as finished at its first stop token (later tokens of that row are padding), and the
-    rows that ran into ``max_new_tokens`` are counted at the end.
-    """
-
-    def __init__(self, progress: SamplingProgress, stop_ids: list[int], rows: int, completions_per_row: int):
-        self.progress = progress
-        self.stop_ids = torch.tensor(stop_ids)
-        self.live = torch.ones(rows, dtype=torch.bool)
-        self.completions_per_row = completions_per_row
-        self.prompt_seen = False
-
-    def put(self, value: torch.Tensor) -> None:
-        if not self.prompt_seen:
-            self.prompt_seen = True
-            return
-        tokens = int(self.live.sum())
-        stopped = torch.isin(value.reshape(-1), self.stop_ids) & self.live
-        self.live &= ~stopped
-        self.progress.advance(int(stopped.sum()) * self.completions_per_row, tokens)
-
-    def end(self) -> None:
-        self.progress.advance(int(self.live.sum()) * self.completions_per_row, 0)
-        self.live[:] = False
-
-
-def _token_logprobs(step_logits: tuple[torch.Tensor, ...], generated: torch.Tensor) -> torch.Tensor:
-    """[rows, T] log-softmax of each step's raw logits ([rows, V] each) at the generated token.
-
-    One step at a time, so only one [rows, V] log-softmax exists at once.
-    """
-    columns = [
-        torch.log_softmax(logits.float(), dim=-1).gather(1, generated[:, t:t + 1]).squeeze(1)
-        for t, logits in enumerate(step_logits)
-    ]
-    return torch.stack(columns, dim=1)
+def _counter(progress: SamplingProgress, completions_per_row: int) -> Callable[[int, int], None]:
+    """A decode step callback advancing ``progress`` by the step's tokens and finished completions
+    (a greedy row stands for the n identical completions copied from it)."""
+    return lambda tokens, finished: progress.advance(finished * completions_per_row, tokens)
 
 
 def _eos_token_ids(model: torch.nn.Module, tokenizer: Any) -> list[int]:
