@@ -22,6 +22,8 @@ PPO, the samples per prompt (4 → 8).
 
     python examples/study_exploration.py                  # the full study, then docs/results.md
     python examples/study_exploration.py --quick          # a smoke test (1 seed, 1 round, 8 prompts)
+    python examples/study_exploration.py alpha            # the α ablation (examples/study_alpha.py)
+    python examples/study_exploration.py alpha --quick    # its smoke test
 
 Runs go to ``--output`` (default runs/study-exploration/<task>/<algorithm>/seed<k>); a finished
 run is reused and a cut one resumed, so an interrupted study continues where it stopped.
@@ -64,6 +66,8 @@ ALGORITHMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "spac": ("recipes/spac.yaml", ("prompts.train=null", "prompts.dataset_responses=false",
                                    "pairs.strategy=best_worst")),
     "aihf": ("recipes/aihf.yaml", ("prompts.train=null", "demonstrations={}")),
+    # FPO's autoencoder is trained on each task's starting model (cached per model).
+    "fpo": ("recipes/fpo.yaml", ()),
     # Rollout-shaped like the RL rows (--algorithms fl-gfn): each of its samples' prefixes is judged too.
     "fl-gfn": ("recipes/fl-gfn.yaml", ()),
 }
@@ -458,6 +462,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from selm.tasks import get_task
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["alpha"]:  # the α ablation of SELM's optimism term (examples/study_alpha.py)
+        from study_alpha import main as alpha_main
+
+        return alpha_main(argv[1:])
     args = parse_args(argv)
     started = time.perf_counter()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -72,8 +72,11 @@ def test_bad_train_configs_are_one_line_errors(tmp_path, text, overrides, messag
     (["objective=fl_gfn", "reference=none", "rollouts.overlong_cache_length=4"],
      "rollouts.overlong_cache_length shapes a whole response's reward; objective 'fl_gfn'"),
     (["objective=fl_gfn"], "objective 'fl_gfn' is reference-free; set reference: none"),
-    (["objective=fpo"], "objective: 'fpo' reads sparse-autoencoder features of the policy and the reference, "
-                        "which the trainers do not compute yet"),
+    (["sae={k: 4}"], "sae: objective 'selm' reads no sparse-autoencoder features; remove the sae section"),
+    (["objective=fpo", "sae={path: folder, k: 3}"], "k sets up a trained autoencoder, but sae.path loads one"),
+    (["objective=fpo", "sae={width: 3, k: 4}"], "k (4) must be <= width (3)"),
+    (["objective=fpo", "sae={layer: -1}"], "sae.layer"),
+    (["objective=grpo", "mpo={objective: fpo}"], "'fpo' reads sparse-autoencoder features, which the DPO stage"),
 ])
 def test_impossible_run_configs(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -135,7 +138,7 @@ def test_lora_is_a_top_level_key_in_both_recipes(tmp_path):
     (["sampling.options.dtype=float32"], "sampling.options: backend 'hf': dtype: unknown key"),
     (["sampling.backend=vllm", "sampling.options.kv_cache_gib=-1"],
      "sampling.options: backend 'vllm': kv_cache_gib: Input should be greater than 0"),
-    (["task=reverse"], "task: unknown task 'reverse'; available: echo, ifeval, simplify, sort"),
+    (["task=reverse"], "task: unknown task 'reverse'; available: echo, ifeval, lock, simplify, sort"),
 ])
 def test_backend_options_and_task_names_are_checked_at_load(overrides, message):
     with pytest.raises(ConfigError) as info:
@@ -201,3 +204,9 @@ def test_relative_paths_resolve_against_the_recipe_folder_then_the_working_direc
     # Not beside the recipe: from the working directory (as before); a hub id is left alone.
     assert config.prompts["eval"] == str(work / "eval.jsonl") and config.model_name_or_path == "org/model"
     assert config.prompts["other"] == "eval.jsonl"  # not a path key
+
+
+def test_fpo_takes_the_default_autoencoder_or_its_sae_section():
+    assert load_config(RunConfig, None, ["objective=fpo"]).sae is None
+    config = load_config(RunConfig, None, ["objective=fpo", "sae={layer: 1, width: 64, k: 8}"])
+    assert (config.sae.layer, config.sae.width, config.sae.k, config.sae.path) == (1, 64, 8, None)

@@ -179,3 +179,33 @@ def assert_same_step_metrics(one: list[dict], two: list[dict], keys: tuple[str, 
 @pytest.fixture(scope="session")
 def same_step_metrics() -> Callable[..., None]:
     return assert_same_step_metrics
+
+
+@pytest.fixture(scope="session")
+def tied_model(tmp_path_factory) -> Path:
+    """The built-in sort model with its output layer tied to the input embedding."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from selm.tasks.sources import resolve_model_source
+
+    source = resolve_model_source("builtin:sort")
+    untied = AutoModelForCausalLM.from_pretrained(source)
+    config = untied.config
+    config.tie_word_embeddings = True
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict({k: v for k, v in untied.state_dict().items() if k != "lm_head.weight"}, strict=False)
+    model.tie_weights()
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    folder = tmp_path_factory.mktemp("tied") / "model"
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(source).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tied_runs(tmp_path_factory, tied_model) -> Path:
+    """A folder holding the 1-process run (per-device batch 4) of the sort recipe on the tied
+    model, ``one`` (its reference cache in ``cache/one``): what the sharded runs are compared with."""
+    folder = tmp_path_factory.mktemp("tied-runs")
+    _launch(1, ["train", str(write_sort_recipe(folder, "one", 4, model=tied_model)), "--quiet"])
+    return folder

@@ -13,38 +13,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from selm.tasks.sources import resolve_model_source
-
 STEPS, GLOBAL_BATCH, LAST_BATCH, LEARNING_RATE = 29, 8, 5, 1e-3
 FSDP = ", fsdp: true, gradient_checkpointing: true, save_steps: 10"
 
 
 @pytest.fixture(scope="module")
-def tied_model(tmp_path_factory) -> Path:
-    """The built-in sort model with its output layer tied to the input embedding."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    source = resolve_model_source("builtin:sort")
-    untied = AutoModelForCausalLM.from_pretrained(source)
-    config = untied.config
-    config.tie_word_embeddings = True
-    model = AutoModelForCausalLM.from_config(config)
-    model.load_state_dict({k: v for k, v in untied.state_dict().items() if k != "lm_head.weight"}, strict=False)
-    model.tie_weights()
-    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
-    folder = tmp_path_factory.mktemp("tied") / "model"
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(source).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def full_runs(tmp_path_factory, tied_model, launch, sort_recipe) -> Path:
-    """1 unsharded process (per-device batch 4) and 2 FSDP processes (2 each) on the tied model."""
-    folder = tmp_path_factory.mktemp("full")
-    launch(1, ["train", str(sort_recipe(folder, "one", 4, model=tied_model)), "--quiet"])
-    launch(2, ["train", str(sort_recipe(folder, "two", 2, FSDP, model=tied_model)), "--quiet"])
-    return folder
+def full_runs(tied_runs, tied_model, launch, sort_recipe) -> Path:
+    """Next to the 1-process run on the tied model (``one``): 2 FSDP processes (``two``)."""
+    launch(2, ["train", str(sort_recipe(tied_runs, "two", 2, FSDP, model=tied_model)), "--quiet"])
+    return tied_runs
 
 
 def test_full_finetune_matches_one_process(full_runs, tied_model, same_training, same_step_metrics, read_train_log):

@@ -32,7 +32,7 @@ class CountTask(Task):
 
 
 def test_built_in_tasks_are_registered_by_name():
-    assert available_tasks() == ["echo", "ifeval", "simplify", "sort"]
+    assert available_tasks() == ["echo", "ifeval", "lock", "simplify", "sort"]
     assert TASKS.get("sort") is SortTask and TASKS.get("echo") is EchoTask
     first, second = get_task("sort"), get_task("sort")
     assert isinstance(first, SortTask) and first is not second  # a fresh instance each time
@@ -41,7 +41,7 @@ def test_built_in_tasks_are_registered_by_name():
 def test_a_registered_task_is_found_by_name_until_the_scope_ends():
     with TASKS.temporary_registrations():
         assert register_task(CountTask) is CountTask
-        assert available_tasks() == ["count", "echo", "ifeval", "simplify", "sort"]
+        assert available_tasks() == ["count", "echo", "ifeval", "lock", "simplify", "sort"]
         task = get_task("count")
         prompts = task.train_prompts(3, seed=0)
         assert len(set(prompts)) == 3 and not set(prompts) & set(task.eval_prompts(20))
@@ -61,6 +61,6 @@ def test_a_name_taken_by_another_class_is_a_programming_error():
 def test_unknown_names_are_one_line_errors_listing_the_tasks():
     with pytest.raises(ConfigError) as err:
         get_task("nope")
-    assert str(err.value) == "unknown task 'nope'; available: echo, ifeval, simplify, sort"
+    assert str(err.value) == "unknown task 'nope'; available: echo, ifeval, lock, simplify, sort"
     with pytest.raises(ModelLoadError, match="unknown built-in model 'builtin:nope'; available: builtin:echo"):
         resolve_model_source("builtin:nope")

@@ -122,6 +122,9 @@ class SequenceStats:
         termination_token_logps: [N, T] log π(⊤ | x, y_<t), the log-prob of the termination
             token (EOS) at the state before response token t, nats, laid out like
             ``token_logps`` (``termination_token_id``), or None.
+        features: [N, F] a sparse autoencoder's codes of the hidden states that predict the
+            response's tokens, mean-pooled over its |y| positions, activation units
+            (``features``; FPO's c̄), or None.
     """
 
     logps: torch.Tensor
@@ -133,3 +136,4 @@ class SequenceStats:
     token_entropies: torch.Tensor | None = None
     values: torch.Tensor | None = None
     termination_token_logps: torch.Tensor | None = None
+    features: torch.Tensor | None = None

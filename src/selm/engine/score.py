@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from selm.engine.batch import SequenceStats
+from selm.engine.features import FeatureProbe
 from selm.engine.packing import PackingLayout, pack_sequences
 from selm.engine.padding import collate_sequences
 from selm.engine.sequence_stats import ReferencePolicy, sequence_stats
@@ -102,6 +103,36 @@ def score_tokens(
         if stats.values is not None:
             values += [row[:n].float().cpu() for row, n in zip(stats.values, lengths)]
     return TokenScores(logps, values if value_head is not None else None)
+
+
+def score_with_features(
+    model: torch.nn.Module | ReferencePolicy,
+    sequences: Sequence[tuple[Sequence[int], Sequence[int]]],
+    pad_token_id: int,
+    features: FeatureProbe,
+    *,
+    batch_size: int = DEFAULT_SCORE_BATCH,
+    chunk_size: int = 1024,
+    device: torch.device | str | None = None,
+    packing: PackingLayout | None = None,
+    progress: bool = False,
+    desc: str = "scoring",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`score_sequences` and, from the same forwards, each response's pooled sparse-autoencoder
+    features (see :func:`sequence_stats`'s ``features``). Arguments as :func:`score_sequences`.
+
+    Returns:
+        ([N] summed response log-probs, nats; [N, F] pooled features), float32 on the CPU.
+    """
+    logps: list[torch.Tensor] = []
+    pooled: list[torch.Tensor] = []
+    for stats in _scored_batches(model, sequences, pad_token_id, batch_size=batch_size, chunk_size=chunk_size,
+                                 device=device, packing=packing, progress=progress, desc=desc, features=features):
+        logps.append(stats.logps.float().cpu())
+        pooled.append(stats.features.float().cpu())
+    if not logps:
+        return torch.zeros(0), torch.zeros(0, features.sae.width)
+    return torch.cat(logps), torch.cat(pooled)
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from selm.engine.batch import AnySequenceBatch, SequenceBatch, SequenceStats
+from selm.engine.features import FeatureProbe, hidden_layers, pooled_features
 from selm.engine.head import linear_token_logprobs
 
 # At most this many logits per chunk (32 MB in float32): the number of positions per chunk
@@ -69,12 +70,23 @@ def response_hidden_states(model: torch.nn.Module, batch: AnySequenceBatch) -> t
             in row-major order over (row, position).
         targets: [M] the response token ids they predict.
     """
-    lm = unwrap_causal_lm(model)
-    decoder = lm.get_decoder()
-    out = decoder(**batch.decoder_inputs(), use_cache=False)
-    hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
+    hidden, _ = decoder_states(model, batch)
     predict = batch.response_mask[:, 1:]
     return hidden[:, :-1][predict], batch.input_ids[:, 1:][predict]
+
+
+def decoder_states(model: torch.nn.Module, batch: AnySequenceBatch,
+                    layer: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One decoder forward: the last hidden states [R, T, H] and, with ``layer``,
+    ``hidden_states[layer]`` [R, T, H] (0: the embeddings, L: the last layer's output after the
+    final norm, which is the first tensor itself; another layer asks transformers for every layer's)."""
+    lm = unwrap_causal_lm(model)
+    inner = layer is not None and layer != hidden_layers(lm)
+    out = lm.get_decoder()(**batch.decoder_inputs(), use_cache=False, output_hidden_states=inner)
+    last = out[0] if isinstance(out, tuple) else out.last_hidden_state
+    if layer is None:
+        return last, None
+    return last, (out.hidden_states[layer] if inner else last)
 
 
 def _head_logits(head: torch.nn.Module, softcap: float | None, hidden: torch.Tensor) -> torch.Tensor:
@@ -119,6 +131,7 @@ def sequence_stats(
     per_token: bool = False,
     value_head: torch.nn.Module | None = None,
     termination_token_id: int | None = None,
+    features: FeatureProbe | None = None,
 ) -> SequenceStats:
     """Summed response log-probs (and optionally entropy and KL to a reference) for N sequences.
 
@@ -147,6 +160,9 @@ def sequence_stats(
             position t as [N, T] (GFlowNet fine-tuning: the probability of ending the response
             there); one column of the log-softmax the chunk computes anyway, but it needs the
             full [c, V] log-probs, so the fused log-prob-only output layer is not used.
+        features: when given, also return each response's sparse-autoencoder code of
+            ``hidden_states[features.layer]`` mean-pooled over the |y| positions that predict its
+            tokens, [N, F] (FPO; see ``selm.engine.features``), from the same decoder forward.
 
     Returns:
         SequenceStats with [N] tensors; gradients flow into ``logps`` (and ``entropy``/``kl``/
@@ -155,7 +171,9 @@ def sequence_stats(
     if ratio_clip is not None and reference is None:
         raise ValueError("sequence_stats: ratio_clip needs a reference")
     head, softcap = _output_head(model)
-    hidden, targets = response_hidden_states(model, batch)
+    full, layer_states = decoder_states(model, batch, features.layer if features is not None else None)
+    predict = batch.response_mask[:, 1:]
+    hidden, targets = full[:, :-1][predict], batch.input_ids[:, 1:][predict]
     ref_hidden = None
     if reference is not None:
         with torch.no_grad(), reference.active() as ref_model:
@@ -169,8 +187,10 @@ def sequence_stats(
     token_logps, entropies, kls, clipped_logps, terminations = [], [], [], [], []
     # Log-probs only (every objective but TDPO's KL) through a plain linear head: the fused output
     # layer keeps one [V, H] weight gradient instead of one per chunk (see selm.engine.head).
+    # Not for a DeepSpeed ZeRO-3 weight (``ds_id``): it is gathered only inside the head's own
+    # forward, and the fused kernel reads it outside, in its backward too.
     fused = (not with_entropy and ref_hidden is None and termination_token_id is None
-             and type(head) is torch.nn.Linear and head.bias is None)
+             and type(head) is torch.nn.Linear and head.bias is None and not hasattr(head.weight, "ds_id"))
     if fused:
         token_logps.append(linear_token_logprobs(hidden, head.weight, targets, softcap, chunk_size,
                                                  accumulate_grad=head_grad_into_param))
@@ -208,6 +228,9 @@ def sequence_stats(
     if value_head is not None:
         values = value_head(hidden, batch).reshape(-1)
         values = matrix(values.to(torch.promote_types(values.dtype, torch.float32)))
+    pooled = None
+    if features is not None:
+        pooled = pooled_features(features.sae, layer_states[:, :-1][predict], seq_index, n)
     return SequenceStats(
         logps=per_sequence(token_logps),
         lengths=lengths,
@@ -218,6 +241,7 @@ def sequence_stats(
         token_entropies=matrix(concat(entropies)) if per_token and with_entropy else None,
         values=values,
         termination_token_logps=matrix(concat(terminations)) if termination_token_id is not None else None,
+        features=pooled,
     )
 
 

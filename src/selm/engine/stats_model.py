@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from selm.engine.batch import AnySequenceBatch, SequenceStats
+from selm.engine.features import FeatureProbe
 from selm.engine.sequence_stats import ReferencePolicy, sequence_stats, unwrap_causal_lm
 
 
@@ -33,14 +34,15 @@ class SequenceStatsModel(torch.nn.Module):
     def forward(self, batch: AnySequenceBatch, reference: ReferencePolicy | None = None,
                 ratio_clip: float | None = None, per_token: bool = False, with_entropy: bool = False,
                 with_values: bool = False, chunk_size: int | None = None,
-                value_head: torch.nn.Module | None = None, termination_token_id: int | None = None) -> SequenceStats:
+                value_head: torch.nn.Module | None = None, termination_token_id: int | None = None,
+                features: FeatureProbe | None = None) -> SequenceStats:
         """``sequence_stats(policy, batch, ...)``; ``with_values`` reads this module's critic,
         ``value_head`` another one (a frozen round-start copy)."""
         critic = value_head if value_head is not None else (self.value_head if with_values else None)
         return sequence_stats(self.policy, batch, chunk_size=chunk_size or self.chunk_size, reference=reference,
                               ratio_clip=ratio_clip, head_grad_into_param=self.head_grad_into_param,
                               per_token=per_token, with_entropy=with_entropy, value_head=critic,
-                              termination_token_id=termination_token_id)
+                              termination_token_id=termination_token_id, features=features)
 
     @contextlib.contextmanager
     def disable_adapter(self) -> Iterator[None]:

@@ -27,6 +27,10 @@ BEST_OF_N_GOLD_REWARD = "eval/best_of_n_gold_reward"
 LINEAR_ALIGNMENT_REWARD = "eval/linear_alignment_reward"  # the linear-alignment baseline's eval-judge reward
 LINEAR_ALIGNMENT_GOLD_REWARD = "eval/linear_alignment_gold_reward"
 REFUSAL_RATE = "eval/refusal_rate"  # fraction of held-out responses that refuse (eval.refusal_rate)
+# Unseen extrapolation (eval.unseen_mass; selm.eval.extrapolation), on the round's training prompts:
+UNSEEN_MASS_CHANGE = "eval/unseen_mass_change"  # Δ mass on responses in no training example of the round
+UNSEEN_BEST_MASS_CHANGE = "eval/unseen_best_mass_change"  # Δ mass on the task's ideal responses among them
+UNSEEN_MASS_PROMPTS = "eval/unseen_mass_prompts"  # the training prompts both average over
 PEAK_MEMORY_GB = "peak_memory_gb"
 
 # ----- pairing (loop/pair_rules.py writes them) ----------------------------------------------

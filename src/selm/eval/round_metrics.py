@@ -62,6 +62,7 @@ def round_metrics(k: int, rows: Sequence[EvalRow], manifest: Mapping[str, Any], 
         m.update(phases["train"].get("train", {}))
     m.update(phases.get("evaluate", {}).get("reliability", {}))
     m.update(phases.get("evaluate", {}).get("refusal", {}))
+    m.update(phases.get("evaluate", {}).get("extrapolation", {}))
     for phase, name in TIMED_PHASES:
         if phase in phases:
             seconds = phases[phase].get("seconds", math.nan)

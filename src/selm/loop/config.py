@@ -19,7 +19,13 @@ from selm.sampling import SAMPLERS
 from selm.sampling.linear_alignment import LinearAlignment
 from selm.sampling.tree import TreeShape
 from selm.tasks import TASKS
-from selm.train.config import LoraConfig, ObjectiveSpec, TrainingArguments, WithObjective
+from selm.train.config import (
+    LoraConfig,
+    ObjectiveSpec,
+    SparseAutoencoderConfig,
+    TrainingArguments,
+    WithObjective,
+)
 from selm.train.warmup import WarmupConfig
 
 
@@ -232,6 +238,9 @@ class MpoConfig(StrictModel):
         built = build_objective(objective)
         if built.field_table is ROLLOUT_FIELDS or built.response_roles - {"chosen", "rejected"}:
             raise ValueError(f"'{built.name}' must be a pair objective on chosen and rejected responses only")
+        if built.reads_features:
+            raise ValueError(f"'{built.name}' reads sparse-autoencoder features, which the DPO stage does not "
+                             f"compute; use a plain pair objective (dpo)")
         return objective
 
 
@@ -250,6 +259,9 @@ class EvalConfig(StrictModel):
                                                   "that refuse (reward hacking by refusing shows there)")
     reliability: bool = Field(False, description="PF-PPO's R² of the eval judge against the task's gold reward, "
                                                  "on all held-out samples and on those rollouts.filter keeps")
+    unseen_mass: bool = Field(False, description="report eval/unseen_mass_change: the change of the mass on responses "
+                                                 "in none of the round's training examples, on its training prompts "
+                                                 "(and, with a task, on its unseen ideal responses)")
 
 
 # The quickstart's training block: a run config's `train` when it has none (and the start of the
@@ -263,7 +275,7 @@ class RunConfig(WithObjective):
     """An online alignment run: rounds of sample → judge → pair → train → evaluate."""
 
     name: str = Field("selm-quickstart", description="run name; the run directory is runs/<name>-<time> by default")
-    task: str | None = Field("sort", description="task: prompts, held-out prompts and gold reward (echo, ifeval, "
+    task: str | None = Field("sort", description="task: prompts, held-out prompts and gold reward (echo, ifeval, lock, "
                                                  "simplify, sort or a registered one); null: prompts.train/eval "
                                                  "only (the default when both are given)")
     model_name_or_path: str = Field("builtin:sort", description="π0: hub id, local folder, *.gguf, pypi:<package> "
@@ -292,6 +304,10 @@ class RunConfig(WithObjective):
         None, description="OSP: rank candidates by the policy's mean token log-prob, soft labels")
     demonstrations: DemonstrationsConfig | None = Field(
         None, description="AIHF: demonstration pairs from the task's demonstrations or a column of prompts.train")
+    sae: SparseAutoencoderConfig | None = Field(
+        None, description="FPO's sparse autoencoder (layer, width, k, training, or a folder), trained on π0 at the "
+                          "first training round and kept in the run's cache/sae; null: the defaults when the "
+                          "objective reads features")
     objective: ObjectiveSpec = Field(default_factory=lambda: {"name": "selm", "beta": 0.1, "alpha": 0.001},
                                      description="loss: a name, {name: ..., hyperparameters} or a weighted list "
                                                  "(`selm objectives` lists them)")

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from selm.artifacts import BestOfNRow, EvalRow, read_rows
+from selm.artifacts import BestOfNRow, EvalRow, PairRow, RolloutRow, SampleRow, read_rows
+from selm.data import tokenize_response
 from selm.distributed import map_sharded
+from selm.eval.extrapolation import extrapolation_metrics
 from selm.eval.reliability import reward_reliability
 from selm.judges import Judge
 from selm.loop.config import RunConfig
@@ -17,7 +19,7 @@ from selm.loop.rollout_rules import filter_rollouts
 from selm.loop.sampling import BlockSampler
 from selm.loop.scoring import sequence_logps
 from selm.loop.seeds import derived_seed
-from selm.rundir import RunDir
+from selm.rundir import RoundDir, RunDir
 from selm.sampling import Completion, Sampler
 from selm.tasks import Task
 
@@ -149,3 +151,48 @@ def judge_reliability(rows: list[EvalRow], rollout_filter: str, seed: int) -> di
             metrics.update(reward_reliability([r.reward for r in kept], [r.gold_reward for r in kept],
                                               filter_name=rollout_filter))
     return metrics
+
+
+def training_responses(rd: RoundDir) -> dict[tuple[int, ...], set[tuple[int, ...]]]:
+    """Round ``rd``'s training prompts (token ids) -> the distinct responses (token ids) its training
+    examples hold: the chosen and rejected responses of its pairs, or its rollouts. The exploration
+    response y0 is not counted: every pairwise objective sees the same preference data."""
+    seen: dict[tuple[int, ...], set[tuple[int, ...]]] = {}
+    if rd.file("pairs.jsonl").is_file():
+        for p in read_rows(rd.file("pairs.jsonl"), PairRow):
+            seen.setdefault(tuple(p.prompt_ids), set()).update((tuple(p.chosen_ids), tuple(p.rejected_ids)))
+    else:
+        for r in read_rows(rd.file("rollouts.jsonl"), RolloutRow):
+            seen.setdefault(tuple(r.prompt_ids), set()).add(tuple(r.token_ids))
+    return seen
+
+
+def unseen_mass(k: int, rd: RoundDir, policies: RoundPolicies, task: Task | None, tokenizer: Any, chunk_size: int,
+                accelerator: Any) -> dict[str, float]:
+    """``eval/unseen_mass_change`` of round k ≥ 1 (``selm.eval.extrapolation``): on the round's training
+    prompts, the mass outside their training responses under π_k minus under π_{k−1}; with a task, also
+    the change of the mass on its ideal responses (``reference_responses``) that are not among them.
+    Exact: log-probs of the seen (and ideal) responses only. Leaves π_k loaded."""
+    seen = training_responses(rd)
+    texts = {tuple(s.prompt_ids): s.prompt for s in read_rows(rd.file("samples.jsonl"), SampleRow)}
+    prompts = list(seen)
+    ideal: list[list[tuple[int, ...]]] = [[] for _ in prompts]
+    if task is not None:
+        known = [i for i, ids in enumerate(prompts) if ids in texts]
+        for i, text in zip(known, task.reference_responses([texts[prompts[i]] for i in known])):
+            ids = tuple(tokenize_response(tokenizer, texts[prompts[i]], text))
+            ideal[i] = [ids] if ids not in seen[prompts[i]] else []
+    groups = [(list(prompts[i]), sorted(seen[prompts[i]]), ideal[i]) for i in range(len(prompts))]
+
+    def logps(model: Any, which: int) -> list[list[float]]:
+        def score(shard: list[int]) -> list[list[float]]:
+            flat = [(groups[g][0], list(y)) for g in shard for y in groups[g][which]]
+            values = iter(sequence_logps(model, flat, tokenizer.pad_token_id, chunk_size) if flat else [])
+            return [[next(values) for _ in groups[g][which]] for g in shard]
+        return map_sharded(accelerator, list(range(len(groups))), score)
+
+    before = policies.policy(k - 1)
+    seen_before, best_before = logps(before, 1), logps(before, 2)
+    after = policies.policy(k)
+    return extrapolation_metrics(seen_before, logps(after, 1), *(
+        (best_before, logps(after, 2)) if task is not None else ()))

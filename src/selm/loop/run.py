@@ -52,7 +52,8 @@ from selm.eval.round_metrics import read_round_metrics
 from selm.eval.summary import summary_line
 from selm.io import atomic_write_text, inject_fault
 from selm.loop.config import RunConfig
-from selm.loop.evaluation import HeldOutEvaluation, judge_reliability
+from selm.loop.evaluation import HeldOutEvaluation, judge_reliability, unseen_mass
+from selm.loop.features import RunAutoencoder
 from selm.loop.pair_rules import split_by_score_gap
 from selm.loop.pairing import pair_rows, round_pairs
 from selm.loop.policies import RoundPolicies
@@ -103,6 +104,7 @@ class OnlineRun:
         self.sampling = BlockSampler(config, self.tokenizer, self.accelerator, run_dir, self.progress)
         self.evaluation = HeldOutEvaluation(config, self.prompts.eval, self.parts.eval_judge, self.parts.task,
                                             self.sampling, self.policies, run_dir, self.accelerator)
+        self.autoencoder = RunAutoencoder(config, run_dir, self.accelerator, self.progress)
 
     def _write(self, path: Path, rows: Sequence[JsonRow]) -> None:
         """Write an artifact from the main process; the others read it after the phase's barrier."""
@@ -331,9 +333,11 @@ class OnlineRun:
         # precomputed round_start reference log-probs are exactly these, else one no-grad pass now.
         reuse_reference = c.reference == "round_start" and c.train.precompute_reference and not objective.needs_live_reference
         before = None if reuse_reference else logps(policy)
+        features = (self.autoencoder.probe(policy, pairs, self.tokenizer.pad_token_id) if objective.reads_features
+                    else None)
         trainer = PreferenceTrainer(policy, objective, args, pairs, self.tokenizer.pad_token_id,
                                     reference=reference, output_dir=ckpt_dir, accelerator=self.accelerator,
-                                    progress=self.progress)
+                                    progress=self.progress, features=features)
         result = trainer.train(resume_from_checkpoint=latest_checkpoint(ckpt_dir), log_file=rd.file("train_log.jsonl"))
         before = trainer.reference_logps if before is None else before
         consolidated, policy = trainer.policy_state_dict(), trainer.policy
@@ -393,6 +397,9 @@ class OnlineRun:
         if self.config.eval.reliability:
             info["reliability"] = judge_reliability(rows, self.config.rollouts.filter,
                                                     derived_seed(self.config.seed, k, "reliability"))
+        if self.config.eval.unseen_mass and k > 0:
+            info["extrapolation"] = unseen_mass(k, rd, self.policies, self.parts.task, self.tokenizer,
+                                                self.config.train.chunk_size, self.accelerator)
         return info
 
     # ----- the loop ------------------------------------------------------------------------------

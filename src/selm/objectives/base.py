@@ -172,6 +172,12 @@ class Objective:
         return self.field_table.needs_live_reference(self.requires)
 
     @property
+    def reads_features(self) -> bool:
+        """True when a field is a sparse autoencoder's pooled features (FPO): the trainer then needs
+        an autoencoder (``selm.engine.FeatureProbe``)."""
+        return any(spec.statistic == "features" for spec in self.field_table.select(self.requires))
+
+    @property
     def response_roles(self) -> frozenset[str]:
         """The responses (``chosen``, ``rejected``, ``explore``, ``online``) the engine scores for this objective."""
         return self.field_table.response_roles(self.requires)

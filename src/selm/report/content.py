@@ -177,6 +177,8 @@ SUMMARY_COLUMNS: tuple[_Column, ...] = (
     _metric("linear-alignment judge reward", keys.LINEAR_ALIGNMENT_REWARD),
     _metric("linear-alignment gold reward", keys.LINEAR_ALIGNMENT_GOLD_REWARD),
     _metric("refusal rate", keys.REFUSAL_RATE),
+    _metric("Δ unseen mass", keys.UNSEEN_MASS_CHANGE),
+    _metric("Δ unseen ideal mass", keys.UNSEEN_BEST_MASS_CHANGE),
     _metric("KL (nats)", keys.KL),
     _metric("win vs round 0", keys.WIN_RATE_VS_INITIAL),
     _metric("win vs previous", keys.WIN_RATE_VS_PREVIOUS),

@@ -40,6 +40,10 @@ class TrainingArguments(StrictModel):
     fsdp: bool = Field(False, description="shard parameters, gradients and AdamW state over the processes with "
                                           "PyTorch FSDP2 (each decoder layer one unit), on CPU and GPU; the "
                                           "saved model is consolidated, checkpoints stay sharded")
+    deepspeed: Literal[2, 3] | str | None = Field(
+        None, description="shard with DeepSpeed ZeRO instead: stage 2 (optimizer state and gradients) or 3 (the "
+                          "weights too), or a DeepSpeed JSON config file (its batch, accumulation, clipping and "
+                          "optimizer values \"auto\": selm's); null: an `accelerate launch` DeepSpeed config, if any")
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward: less memory, "
                                                             "~30% slower")
     precompute_reference: bool = Field(True, description="reference log-probs once, before training")
@@ -83,15 +87,51 @@ class TrainingArguments(StrictModel):
 
     @model_validator(mode="after")
     def _fsdp_compatible(self) -> TrainingArguments:
-        if self.fsdp and self.diagnostics_steps:
-            raise ValueError("diagnostics_steps: the gradient-entanglement diagnostics take per-pair gradients of "
-                             "the whole model on one process, which train.fsdp shards; unset one of them")
+        if self.fsdp and self.deepspeed is not None:
+            raise ValueError("deepspeed: train.fsdp and train.deepspeed both shard the model; set only one")
+        sharding = "train.fsdp" if self.fsdp else "train.deepspeed" if self.deepspeed is not None else None
+        if sharding and self.diagnostics_steps:
+            raise ValueError(f"diagnostics_steps: the gradient-entanglement diagnostics take per-pair gradients of "
+                             f"the whole model on one process, which {sharding} shards; unset one of them")
         return self
 
     @model_validator(mode="after")
     def _prompt_fits(self) -> TrainingArguments:
         if self.max_prompt_length is not None and self.max_prompt_length >= self.max_length:
             raise ValueError(f"max_prompt_length ({self.max_prompt_length}) must be < max_length ({self.max_length})")
+        return self
+
+
+class SparseAutoencoderConfig(StrictModel):
+    """FPO's sparse autoencoder of the policy's ``hidden_states[layer]``: loaded from a folder, or a
+    top-k autoencoder (Gao et al. 2024) trained on the starting policy's hidden states over the
+    training sequences and cached under $SELM_CACHE_DIR/sae, keyed by the model's fingerprint, the
+    layer and the keys below (not by the data)."""
+
+    path: str | None = Field(None, description="folder of a trained autoencoder (sae.safetensors + sae.json, see "
+                                               "selm.modeling.sae); null: train one (cached)")
+    layer: int | None = Field(None, ge=0, description="index into the model's hidden_states (0: the embeddings, "
+                                                      "L: the last layer's output); null: the folder's layer, or "
+                                                      "the last (as the FPO authors' code reads)")
+    width: int | None = Field(None, gt=0, description="F, features of a trained autoencoder; null: 8 × the model's "
+                                                      "hidden size")
+    k: int = Field(32, gt=0, description="non-zero features per position of a trained autoencoder (its top-k); "
+                                         "not the objective's top_k")
+    steps: int = Field(1000, gt=0, description="Adam steps of the autoencoder's training")
+    batch_size: int = Field(1024, gt=0, description="hidden states (token positions) per training step")
+    learning_rate: float = Field(5e-4, gt=0, description="Adam learning rate of the autoencoder")
+    max_tokens: int = Field(65536, gt=0, description="hidden states collected to train on: every position of "
+                                                     "the training sequences (prompt + response), up to this many")
+    seed: int = Field(0, description="seed of the initial directions and of the training batches")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SparseAutoencoderConfig:
+        trained = {"width", "k", "steps", "batch_size", "learning_rate", "max_tokens", "seed"} & self.model_fields_set
+        if self.path is not None and trained:
+            raise ValueError(f"{sorted(trained)[0]} sets up a trained autoencoder, but sae.path loads one: "
+                             f"remove one of them")
+        if self.width is not None and self.k > self.width:
+            raise ValueError(f"k ({self.k}) must be <= width ({self.width})")
         return self
 
 
@@ -121,9 +161,9 @@ class WithObjective(StrictModel):
             objective = self.built_objective
         except ConfigError as exc:
             raise ValueError(f"objective: {exc}") from None
-        if any(spec.statistic == "features" for spec in objective.field_table.select(objective.requires)):
-            raise ValueError(f"objective: '{objective.name}' reads sparse-autoencoder features of the policy and "
-                             f"the reference, which the trainers do not compute yet (objective only)")
+        if getattr(self, "sae", None) is not None and not objective.reads_features:
+            raise ValueError(f"sae: objective '{objective.name}' reads no sparse-autoencoder features; "
+                             f"remove the sae section (it is FPO's)")
         return self
 
 
@@ -156,4 +196,7 @@ class TrainConfig(ModelAndDataConfig, WithObjective):
     output_dir: str = Field("outputs/selm-train", description="where the trained model, logs and checkpoints go")
     lora: LoraConfig | None = Field(None, description="train LoRA adapters instead of all weights; the reference "
                                                       "is then the model with its adapters disabled")
+    sae: SparseAutoencoderConfig | None = Field(
+        None, description="FPO's sparse autoencoder (layer, width, k, training, or a folder); null: the defaults "
+                          "when the objective reads features")
     train: TrainingArguments = Field(default_factory=TrainingArguments, description="optimisation settings")

@@ -101,9 +101,10 @@ class RolloutTrainer(Trainer):
         if self.reads_reference and reference is None:
             raise UserError(f"objective '{objective.name}' with advantage estimator '{estimator.name}' needs a "
                             f"reference model (the KL term), but none is configured")
-        if self.reads_values and args.fsdp:
-            raise ConfigError(f"train.fsdp: objective '{objective.name}' trains a critic, which selm does not shard "
-                              f"yet; train it without train.fsdp")
+        if self.reads_values and (args.fsdp or args.deepspeed is not None):
+            key = "train.fsdp" if args.fsdp else "train.deepspeed"
+            raise ConfigError(f"{key}: objective '{objective.name}' trains a critic, which selm does not shard "
+                              f"yet; train it without {key}")
         self.fixed: dict[str, torch.Tensor] = {}
         self.rollout_metrics: dict[str, float] = {}
         super().__init__(model, objective, args, rollouts, pad_token_id,

@@ -1,7 +1,8 @@
 """`selm train`: offline preference training from a recipe, end to end.
 
 load config -> model, tokenizer (+ LoRA) -> reference -> data (validate, tokenize, truncate)
--> PreferenceTrainer -> save the model (full weights or a PEFT adapter) in Hugging Face format.
+-> FPO's sparse autoencoder (if the objective reads features) -> PreferenceTrainer -> save the model
+(full weights or a PEFT adapter) in Hugging Face format.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from selm.train.config import (
     TrainConfig,
 )
 from selm.train.reference import build_reference
+from selm.train.sae import feature_probe
 from selm.train.trainer import PreferenceTrainer, TrainResult, latest_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -88,10 +90,17 @@ def run_train(config: TrainConfig, resume: bool = False, progress: bool = True, 
         model = apply_lora(model, config.lora)
     reference = build_reference(model, objective, args, explicit_reference, model_source,
                                 config.trust_remote_code, config.allow_pickle)
+    features = None
+    if objective.reads_features:
+        # Trained (or found in the cache) by the main process; the others then read its cache entry.
+        sequences = [(p.prompt_ids, ids) for p in train_pairs for ids in (p.chosen_ids, p.rejected_ids)]
+        with accelerator.main_process_first():
+            features, _ = feature_probe(config.sae, model.to(accelerator.device), sequences, tokenizer.pad_token_id,
+                                        device=accelerator.device, progress=progress)
 
     trainer = PreferenceTrainer(model, objective, args, train_pairs, tokenizer.pad_token_id,
                                 reference=reference, eval_pairs=eval_pairs, output_dir=output_dir,
-                                accelerator=accelerator, progress=progress)
+                                accelerator=accelerator, progress=progress, features=features)
     if main:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.yaml").write_text(dump_config(config))

@@ -30,6 +30,7 @@ from selm.data import RowLayout, TokenizedPair, collate_preference_rows, length_
 from selm.distributed import broadcast_from_main, gather_in_order, shard_bounds
 from selm.engine import (
     AnySequenceBatch,
+    FeatureProbe,
     ReferencePolicy,
     SequenceStatsModel,
     sequence_stats,
@@ -46,9 +47,10 @@ from selm.optim import adamw, transformers_schedule
 from selm.progress import progress_bar
 from selm.train.config import TrainingArguments
 from selm.train.critic import restore_critic, save_critic
+from selm.train.deepspeed import DEEPSPEED_STATE, ZeroEngine, requested_deepspeed
 from selm.train.diagnostics import pair_gradient_stats
 from selm.train.packing_check import resolve_packing
-from selm.train.reference_cache import cached_reference_logps
+from selm.train.reference_cache import cached_reference_logps, split_features
 from selm.train.sharding import (
     SHARDED_STATE,
     consolidated_state_dict,
@@ -156,13 +158,13 @@ class Trainer:
         self.reference = reference if needs_ref else None
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
-        if self.accelerator.distributed_type.value == "DEEPSPEED":
-            raise ConfigError("DeepSpeed: selm's trainers do not drive DeepSpeed (their checkpoints and the "
-                              "consolidated save are untested under ZeRO); shard with train.fsdp=true (FSDP2) "
-                              "and a DDP or FSDP launch config instead")
-        # Accelerate's own FSDP (a GPU launch with an FSDP config) is taken as a request for selm's
-        # FSDP2; one process has nothing to shard.
-        self.sharded = (args.fsdp or self.accelerator.distributed_type.value == "FSDP") and self.world_size > 1
+        # Accelerate's own FSDP or DeepSpeed (a launch with such a config) is taken as a request for
+        # selm's FSDP2 or DeepSpeed engine; one process has nothing to shard.
+        zero = requested_deepspeed(args.deepspeed)
+        self.zero = (ZeroEngine(zero, args) if zero is not None
+                     and (self.world_size > 1 or self.accelerator.distributed_type.value == "DEEPSPEED") else None)
+        self.sharded = ((args.fsdp or self.accelerator.distributed_type.value == "FSDP") and self.world_size > 1
+                        and self.zero is None)
         self.progress = progress and self.accelerator.is_main_process
         self.critic_learning_rate = critic_learning_rate
         self.check_examples()
@@ -259,9 +261,11 @@ class Trainer:
         return reference
 
     def policy_state_dict(self) -> dict[str, torch.Tensor] | None:
-        """Under FSDP, the policy's consolidated weights (main process; {} elsewhere) to save with
-        ``save_pretrained(state_dict=...)``; None when the policy module holds its full weights.
-        A collective under FSDP: every process must call it."""
+        """Under FSDP or ZeRO-3, the policy's consolidated weights (main process; {} elsewhere) to
+        save with ``save_pretrained(state_dict=...)``; None when the policy module holds its full
+        weights. A collective when sharded: every process must call it."""
+        if self.zero is not None:
+            return self.zero.consolidated_state_dict()
         if not self.sharded:
             return None
         return consolidated_state_dict(self.scoring_model).get("policy", {})
@@ -287,7 +291,7 @@ class Trainer:
             # Sharded before the optimizer is built: AdamW's moments are then shards too.
             shard_model(self.model, self.accelerator.device.type)
         # Fused AdamW is the Trainer's default and ~0.9 s/step faster than the loop on Gemma-270M
-        # here; its kernel takes no DTensor shards.
+        # here; its kernel takes no DTensor shards (DeepSpeed's flat partitions are plain tensors).
         self.optimizer = adamw(self.model.policy.parameters(), lr=a.learning_rate, weight_decay=a.weight_decay,
                                betas=(a.adam_beta1, a.adam_beta2), eps=a.adam_epsilon,
                                fused_device=None if self.sharded else self.accelerator.device)
@@ -295,8 +299,11 @@ class Trainer:
             # The critic's own learning rate, scheduled like the policy's; no decay on a value head.
             self.optimizer.add_param_group({"params": list(self.model.value_head.parameters()), "weight_decay": 0.0,
                                             "lr": self.critic_learning_rate or a.learning_rate})
+        # On the client AdamW: DeepSpeed steps it with these same param_group dicts, selm the schedule.
         self.scheduler = transformers_schedule(self.optimizer, a.lr_scheduler_type, a.warmup_ratio, self.total_steps)
-        if not self.sharded:
+        if self.zero is not None:
+            self.model, self.optimizer = self.zero.initialize(self.model, self.optimizer)
+        elif not self.sharded:
             self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         if a.gradient_checkpointing:
             base = self.policy
@@ -366,18 +373,17 @@ class Trainer:
         while self.global_step < self.total_steps:
             epoch, offset = divmod(self.global_step, self.steps_per_epoch)
             n_global, micro_batches = self.windows(epoch)[offset]
-            with tied_head_gradient_in_place(self.scoring_model,
-                                             "FSDP" if self.sharded else str(self.accelerator.distributed_type.value)):
+            kind = "FSDP" if self.sharded else "DEEPSPEED" if self.zero else str(self.accelerator.distributed_type.value)
+            with tied_head_gradient_in_place(self.scoring_model, kind):
                 ok, records, n_tokens = self.accumulate(micro_batches, n_global)
             tokens += n_tokens
             if ok:
                 consecutive_nonfinite = 0
-                grad_norm = None
-                if a.max_grad_norm is not None:
-                    grad_norm = self._clip_gradients(a.max_grad_norm)
-                self.optimizer.step()
+                grad_norm = self._optimizer_step()
                 pending.extend(records)
             else:
+                if self.zero is not None:
+                    self.zero.discard()
                 self.nonfinite_steps += 1
                 consecutive_nonfinite += 1
             self.optimizer.zero_grad(set_to_none=True)
@@ -447,7 +453,10 @@ class Trainer:
                 finite = finite and bool(torch.isfinite(loss))
                 # Backward even a non-finite loss: every process must join DDP's gradient
                 # all-reduce; the step is then skipped by all processes together.
-                self.accelerator.backward(loss)
+                if self.zero is not None:
+                    self.zero.backward(loss)
+                else:
+                    self.accelerator.backward(loss)
             if indices:
                 n_tokens += self.batch_tokens(batch)
                 metrics = {"loss": float(out.losses.detach().mean())}
@@ -456,6 +465,17 @@ class Trainer:
         if not self._finite_everywhere(finite):
             return AccumulatedStep(False, [], n_tokens)
         return AccumulatedStep(True, records, n_tokens)
+
+    def _optimizer_step(self) -> float | None:
+        """Clip the gradient (``train.max_grad_norm``) and apply it; returns its global L2 norm
+        before clipping, None without clipping. DeepSpeed clips inside its own step."""
+        max_norm = self.args.max_grad_norm
+        if self.zero is not None:
+            norm = self.zero.step()
+            return norm if max_norm is not None else None
+        norm = self._clip_gradients(max_norm) if max_norm is not None else None
+        self.optimizer.step()
+        return norm
 
     def _clip_gradients(self, max_norm: float) -> float:
         """Clip the (averaged) gradient's global L2 norm to ``max_norm``; returns the norm before."""
@@ -470,8 +490,9 @@ class Trainer:
 
     def _gradient_sync(self, sync: bool) -> Any:
         """Context of one micro-batch's backward: without the gradient all-reduce (DDP) or
-        reduce-scatter (FSDP) unless ``sync``, the step's last micro-batch."""
-        if sync:
+        reduce-scatter (FSDP) unless ``sync``, the step's last micro-batch. DeepSpeed's ZeRO-2/3
+        reduce every backward into the partitions: nothing to hold back."""
+        if sync or self.zero is not None:
             return contextlib.nullcontext()
         if not self.sharded:
             return self.accelerator.no_sync(self.model)
@@ -524,23 +545,26 @@ class Trainer:
     def save_checkpoint(self, path: Path) -> None:
         """Model weights, optimizer, scheduler, each process's RNG and counters, swapped into place
         by the main process. Under DDP the weights and optimizer state are the same on every
-        process and the main process writes them; under FSDP each process writes its own shard
-        of both into ``sharded/`` first."""
+        process and the main process writes them; under FSDP (DeepSpeed) each process writes its
+        own shard of both into ``sharded/`` (``deepspeed/``) first."""
         rng_states = gather_in_order(self.accelerator, [torch.get_rng_state()])
         staging = path.with_name(f".{path.name}.sharded.tmp")
-        if self.sharded:
+        if self.sharded or self.zero is not None:
             if self.accelerator.is_main_process:
                 shutil.rmtree(staging, ignore_errors=True)
             self.accelerator.wait_for_everyone()
-            save_sharded_state(self.model, self.optimizer, staging)
+            if self.zero is not None:
+                self.zero.save(staging)
+            else:
+                save_sharded_state(self.model, self.optimizer, staging)
             self.accelerator.wait_for_everyone()
         if not self.accelerator.is_main_process:
             self.accelerator.wait_for_everyone()
             return
 
         def build(folder: Path) -> None:
-            if self.sharded:
-                os.replace(staging, folder / SHARDED_STATE)
+            if self.sharded or self.zero is not None:
+                os.replace(staging, folder / (SHARDED_STATE if self.sharded else DEEPSPEED_STATE))
             else:
                 self.policy.save_pretrained(folder / "model", safe_serialization=True)
                 torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
@@ -585,10 +609,15 @@ class Trainer:
         if not state_path.is_file():
             raise UserError(f"{path}: not a selm checkpoint ({STATE_FILE} missing)")
         state = json.loads(state_path.read_text())
-        if (path / SHARDED_STATE).is_dir() != self.sharded:
-            raise UserError(f"{path}: a checkpoint of a {'sharded' if not self.sharded else 'data-parallel'} run; "
-                            f"resume it with train.fsdp {'true' if not self.sharded else 'false'}")
-        if self.sharded:
+        saved = ("train.fsdp" if (path / SHARDED_STATE).is_dir() else
+                 "train.deepspeed" if (path / DEEPSPEED_STATE).is_dir() else "data-parallel")
+        running = "train.fsdp" if self.sharded else "train.deepspeed" if self.zero is not None else "data-parallel"
+        if saved != running:
+            raise UserError(f"{path}: a checkpoint of a {saved} run, resumed as a {running} one; "
+                            f"resume it with the settings it was saved with")
+        if self.zero is not None:
+            self.zero.load(path / DEEPSPEED_STATE)
+        elif self.sharded:
             load_sharded_state(self.model, self.optimizer, path / SHARDED_STATE)
         else:
             self._load_weights(path)
@@ -614,6 +643,9 @@ class PreferenceTrainer(Trainer):
             :class:`Trainer`.
         train_pairs: tokenized (prompt, chosen, rejected[, explore]) pairs.
         eval_pairs: optional held-out pairs, evaluated with the same metrics (``eval/`` prefix).
+        features: the sparse autoencoder and layer an objective that reads features (FPO) pools
+            with (see ``selm.train.sae.feature_probe``); the reference's are precomputed and
+            cached with its log-probs.
 
     Besides :class:`Trainer`'s pieces, ``preference_batch(pairs, train)`` builds the objective's
     input for one micro-batch and ``evaluate()`` scores the eval pairs.
@@ -638,8 +670,13 @@ class PreferenceTrainer(Trainer):
         output_dir: str | Path | None = None,
         accelerator: Any = None,
         progress: bool = True,
+        features: FeatureProbe | None = None,
     ):
         self.eval_pairs = list(eval_pairs or [])
+        if objective.reads_features and features is None:
+            raise UserError(f"objective '{objective.name}' reads sparse-autoencoder features: the trainer needs "
+                            f"an autoencoder (features=FeatureProbe(...), see selm.train.sae.feature_probe)")
+        self.features = features if objective.reads_features else None
         # What each micro-batch computes follows from the objective's fields (selm.objectives.fields).
         self.fields = PREFERENCE_FIELDS.select(objective.requires | COUNTED_FIELDS)
         self.include_explore = "explore" in objective.response_roles
@@ -650,10 +687,11 @@ class PreferenceTrainer(Trainer):
         self.reads_reference_logps = any(f.source is Source.REFERENCE for f in self.fields)
         self.reads_grad_norms = any(f.source is Source.GRADIENT for f in self.fields)
         self.reference_logps: dict[str, torch.Tensor] | None = None
+        self.reference_features: dict[str, torch.Tensor] = {}
         self.reference_cache_hit: bool | None = None
-        if self.reads_grad_norms and args.fsdp:
+        if self.reads_grad_norms and (args.fsdp or args.deepspeed is not None):
             raise ConfigError(f"objective: '{objective.name}' takes per-pair gradients of the whole model on one "
-                              f"process, which train.fsdp shards; train it without train.fsdp")
+                              f"process, which train.fsdp / train.deepspeed shard; train it without them")
         super().__init__(model, objective, args, train_pairs, pad_token_id, reference=reference,
                          output_dir=output_dir, accelerator=accelerator, progress=progress)
 
@@ -705,9 +743,9 @@ class PreferenceTrainer(Trainer):
             self.as_scorer(self.reference), self.reference_fingerprint, pairs, self.pad_token_id,
             cache_dir=cache_dir, accelerator=self.accelerator, batch_size=self.args.per_device_eval_batch_size,
             chunk_size=self.args.chunk_size, include_explore=self.include_explore, device=self.accelerator.device,
-            progress=self.progress, packing=self.packing,
+            progress=self.progress, packing=self.packing, features=self.features,
         )
-        self.reference_logps = logps
+        self.reference_logps, self.reference_features = split_features(logps)
         self.reference_cache_hit = hit
         self._ref_row = {id(p): i for i, p in enumerate(pairs)}
         if not self.reference.disable_adapters:
@@ -731,7 +769,7 @@ class PreferenceTrainer(Trainer):
         batch = batch.to(self.accelerator.device)
         with torch.set_grad_enabled(train):
             stats = self.model(batch, reference=self.reference if self.engine_reference else None,
-                               ratio_clip=self.ratio_clip)
+                               ratio_clip=self.ratio_clip, features=self.features)
         grad_norms = self._grad_norms(pairs, stats.logps) if self.reads_grad_norms else {}
         reference = self._reference_rows(pairs, batch, layout) if self.reads_reference_logps else {}
         values: dict[str, torch.Tensor] = {}
@@ -743,7 +781,7 @@ class PreferenceTrainer(Trainer):
             if spec.source is Source.POLICY:
                 rows = getattr(stats, spec.statistic)[layout.rows(spec.role)]
             elif spec.source is Source.REFERENCE:
-                rows = reference[spec.role]
+                rows = reference[spec.statistic][spec.role]
             else:
                 rows = grad_norms[spec.role]
             values[spec.name] = spec.arrange(rows, len(pairs))
@@ -757,17 +795,22 @@ class PreferenceTrainer(Trainer):
         return {"chosen": norms.chosen_sq_norm.sqrt().to(like), "rejected": norms.rejected_sq_norm.sqrt().to(like)}
 
     def _reference_rows(self, pairs: Sequence[TokenizedPair], batch: AnySequenceBatch,
-                        layout: RowLayout) -> dict[str, torch.Tensor]:
-        """Role -> the reference's summed log-probs of that role's rows (B·k for k per pair): from
-        the precomputed cache when there is one, else from a no-grad forward over ``batch``."""
+                        layout: RowLayout) -> dict[str, dict[str, torch.Tensor]]:
+        """Statistic (``logps``, and ``features`` with a feature probe) -> role -> the reference's
+        values of that role's rows (B·k for k per pair): from the precomputed cache when there is
+        one, else from a no-grad forward over ``batch``."""
         if self.reference_logps is not None:
             index = torch.tensor([self._ref_row[id(p)] for p in pairs])
-            return {role: logps[index].to(self.accelerator.device) for role, logps in self.reference_logps.items()}
+            cached = {"logps": self.reference_logps, "features": self.reference_features}
+            return {statistic: {role: values[index].to(self.accelerator.device) for role, values in by_role.items()}
+                    for statistic, by_role in cached.items()}
         assert self.reference is not None  # the constructor checked it; only a cache replaces it
         with torch.no_grad(), self.as_scorer(self.reference).active() as ref_model:
-            logps = (ref_model(batch) if isinstance(ref_model, SequenceStatsModel)
-                     else sequence_stats(ref_model, batch, chunk_size=self.args.chunk_size)).logps
-        return {role: logps[layout.rows(role)] for role in layout.roles}
+            stats = (ref_model(batch, features=self.features) if isinstance(ref_model, SequenceStatsModel)
+                     else sequence_stats(ref_model, batch, chunk_size=self.args.chunk_size, features=self.features))
+        live = {"logps": stats.logps, "features": stats.features}
+        return {statistic: {role: values[layout.rows(role)] for role in layout.roles}
+                for statistic, values in live.items() if values is not None}
 
     def gradient_diagnostics(self) -> dict[str, float]:
         """Gradient-entanglement metrics (``diag/grad_*``, see ``selm.train.diagnostics``) on the

@@ -1,0 +1,142 @@
+"""`selm train` under DeepSpeed ZeRO-3 / ZeRO-2 (selm's own ``deepspeed.initialize``) over 2 gloo
+processes on CPU ends where 1 unsharded process with the same global batch does: full fine-tuning
+of a model with a tied output layer, gradient checkpointing and accumulation, a consolidated
+Hugging Face folder, per-process checkpoint shards, resume after SIGKILL, the reference log-probs
+split over the processes, and the non-finite-loss guard."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install -e '.[deepspeed]')")
+
+STEPS, LEARNING_RATE = 29, 1e-3
+SAVE = ", gradient_checkpointing: true, save_steps: 10"
+
+
+def zero3_config(folder: Path) -> Path:
+    """A DeepSpeed JSON config as a TRL / Accelerate user writes one ("auto" where selm's train.*
+    decides), with ZeRO-3 partitioning every parameter: by default ZeRO-3 keeps parameters under
+    1e5 elements whole on every process, which would be all of this tiny model's."""
+    path = folder / "zero3.json"
+    path.write_text(json.dumps({
+        "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0},
+        "optimizer": {"type": "AdamW", "params": {"lr": "auto", "weight_decay": "auto"}},
+        "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto", "bf16": {"enabled": "auto"},
+    }))
+    return path
+
+
+@pytest.fixture(scope="module")
+def zero3_run(tied_runs, tied_model, launch, sort_recipe) -> Path:
+    """Next to the 1-process run on the tied model (``one``): 2 ZeRO-3 processes (``zero3``)."""
+    recipe = sort_recipe(tied_runs, "zero3", 2, f", deepspeed: {zero3_config(tied_runs)}{SAVE}", model=tied_model)
+    launch(2, ["train", str(recipe), "--quiet"])
+    return tied_runs
+
+
+def assert_matches_one_process(runs: Path, name: str, start: dict[str, torch.Tensor], same_training,
+                               same_step_metrics, read_train_log) -> None:
+    """``runs/name`` trained to the weights, step metrics and eval loss of ``runs/one`` (see
+    assert_same_training: the same global batches, gradients summed in another order)."""
+    one, two = (load_file(runs / n / "model.safetensors") for n in ("one", name))
+    same_training(one, two, start, steps=STEPS, learning_rate=LEARNING_RATE)
+    logs = read_train_log(runs / "one"), read_train_log(runs / name)
+    assert [e["step"] for e in logs[1]] == list(range(1, STEPS + 1))
+    same_step_metrics(*logs)
+    results = [json.loads((runs / n / "train_results.json").read_text()) for n in ("one", name)]
+    assert results[1]["eval/loss"] == pytest.approx(results[0]["eval/loss"], rel=1e-4)
+
+
+def assert_consolidated_folder(folder: Path) -> None:
+    """One safetensors file that plain transformers loads, output layer still tied, every tensor as saved."""
+    from transformers import AutoModelForCausalLM
+
+    assert sorted(p.name for p in folder.glob("*.safetensors")) == ["model.safetensors"]
+    assert (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file()
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    saved = load_file(folder / "model.safetensors")
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, saved.get(name, saved.get("model.embed_tokens.weight"))), name
+
+
+def test_zero3_matches_one_process_with_consolidated_save_and_sharded_checkpoints(
+        zero3_run, tied_model, same_training, same_step_metrics, read_train_log):
+    assert_matches_one_process(zero3_run, "zero3", load_file(tied_model / "model.safetensors"), same_training,
+                               same_step_metrics, read_train_log)
+    assert_consolidated_folder(zero3_run / "zero3")
+    checkpoints = sorted(p.name for p in (zero3_run / "zero3").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-10", "checkpoint-20"]
+    for name in checkpoints:
+        folder = zero3_run / "zero3" / name
+        assert {p.name for p in folder.iterdir()} == {"deepspeed", "scheduler.pt", "rng.pt", "trainer_state.json"}
+        # DeepSpeed's layout: each process wrote its own partition of the weights and AdamW state.
+        shards = sorted(p.name for p in (folder / "deepspeed" / "state").glob("zero_pp_rank_*_optim_states.pt"))
+        assert shards == [f"zero_pp_rank_{r}_mp_rank_00_optim_states.pt" for r in (0, 1)]
+    # The reference log-probs, split over the processes and gathered: the 1-process cache entry
+    # (same key) to float32 rounding, as in test_train_fsdp.py.
+    files = [sorted((zero3_run / "cache" / n).glob("*.safetensors")) for n in ("one", "zero3")]
+    assert [f.name for f in files[0]] == [f.name for f in files[1]] and len(files[0]) == 1
+    one, two = load_file(files[0][0]), load_file(files[1][0])
+    for role in one:
+        torch.testing.assert_close(two[role], one[role], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_zero2_matches_one_process(tied_runs, tied_model, launch, sort_recipe, same_training, same_step_metrics,
+                                   read_train_log):
+    launch(2, ["train", str(sort_recipe(tied_runs, "zero2", 2, f", deepspeed: 2{SAVE}", model=tied_model)), "--quiet"])
+    assert_matches_one_process(tied_runs, "zero2", load_file(tied_model / "model.safetensors"), same_training,
+                               same_step_metrics, read_train_log)
+    assert_consolidated_folder(tied_runs / "zero2")
+    shards = sorted((tied_runs / "zero2" / "checkpoint-20" / "deepspeed" / "state").glob("*optim_states.pt"))
+    assert len(shards) == 2
+
+
+@pytest.mark.slow
+def test_zero3_resume_after_sigkill_equals_the_uninterrupted_run(zero3_run, tied_model, sort_recipe, kill_when,
+                                                                 launch, read_train_log):
+    cut = zero3_run / "zero3-cut"
+    recipe = sort_recipe(zero3_run, "zero3-cut", 2, f", deepspeed: {zero3_config(zero3_run)}{SAVE}", model=tied_model)
+    kill_when(2, ["train", str(recipe), "--quiet"], cut / "checkpoint-10" / "trainer_state.json")
+    assert not (cut / "model.safetensors").exists()
+    resumed = launch(2, ["train", str(recipe), "--resume"])
+    assert "resuming from" in resumed.stdout and "checkpoint-" in resumed.stdout
+    # The same 2 processes do the same operations in the same order, cut or not: the same bits.
+    whole, again = load_file(zero3_run / "zero3" / "model.safetensors"), load_file(cut / "model.safetensors")
+    assert whole.keys() == again.keys()
+    for name in whole:
+        assert torch.equal(again[name], whole[name]), name
+    assert [e["step"] for e in read_train_log(cut)] == list(range(1, STEPS + 1))
+
+
+@pytest.mark.slow
+def test_nonfinite_losses_stop_every_process_with_a_deepspeed_checkpoint(tmp_path, launch, sort_recipe):
+    (tmp_path / "nan_objective.py").write_text('''
+from selm.objectives import Objective, ObjectiveOutput
+from selm.objectives.base import register_objective
+
+
+@register_objective("always_nan")
+class AlwaysNaN(Objective):
+    requires = frozenset()
+
+    def compute(self, batch):
+        return ObjectiveOutput(losses=batch.policy_chosen_logps * float("nan"))
+''')
+    recipe = sort_recipe(tmp_path, "nan", 2, ", deepspeed: 3, max_nonfinite_steps: 3")
+    recipe.write_text(recipe.read_text().replace("{name: selm, beta: 0.1, alpha: 0.001}", "always_nan"))
+    proc = launch(2, ["--plugin", "nan_objective", "train", str(recipe), "--quiet"], check=False,
+                  PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    assert proc.returncode != 0
+    assert "3 non-finite losses in a row at step 3" in proc.stdout + proc.stderr
+    assert len(list((tmp_path / "nan" / "checkpoint-3" / "deepspeed" / "state").glob("*optim_states.pt"))) == 2
+    assert not (tmp_path / "nan" / "model.safetensors").exists()
