@@ -11,8 +11,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "selm"
 # Top to bottom; a module may import its own layer (without cycles) and every layer below it.
 LAYERS: list[tuple[str, ...]] = [
     ("cli", "__main__"),
-    ("loop",),
     ("bench",),
+    ("loop",),
     ("train", "reward_model"),
     ("sampling", "judges"),
     ("eval", "report"),
@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("objectives",),
     ("tasks",),
     ("modeling",),
-    ("io", "progress", "rundir", "artifacts", "cache", "distributed", "errors", "config", "registry", "optim", "__init__"),
+    ("io", "progress", "heap", "rundir", "artifacts", "cache", "distributed", "errors", "config", "registry", "optim", "__init__"),
 ]
 RANK = {name: len(LAYERS) - i for i, names in enumerate(LAYERS) for name in names}
 

@@ -26,6 +26,7 @@ import torch
 
 from selm.config import StrictModel
 from selm.errors import ConfigError, DataError
+from selm.heap import keep_freed_memory
 from selm.progress import progress_bar
 from selm.sampling.base import Completion, Sampler, SamplerContext, SamplingParams, SamplingProgress
 from selm.sampling.decoding import CachedContext, decode, sampling_scores
@@ -57,6 +58,8 @@ class HFSampler(Sampler):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        if _model_device(model).type == "cpu":
+            keep_freed_memory()  # a decode step's [rows, V] logits are above glibc's mmap threshold
         self.progress = progress
         self.eos_token_ids = _eos_token_ids(model, tokenizer)
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_token_ids[0]

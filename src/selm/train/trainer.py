@@ -38,6 +38,7 @@ from selm.engine import (
 )
 from selm.errors import ConfigError, UserError
 from selm.eval.keys import STEP_HEADLINE
+from selm.heap import keep_freed_memory
 from selm.io import read_jsonl, replace_dir_atomically, write_jsonl
 from selm.modeling.loading import model_fingerprint
 from selm.objectives import Objective, ObjectiveOutput, PreferenceBatch
@@ -158,6 +159,8 @@ class Trainer:
         self.reference = reference if needs_ref else None
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        if self.accelerator.device.type == "cpu":
+            keep_freed_memory()
         # Accelerate's own FSDP or DeepSpeed (a launch with such a config) is taken as a request for
         # selm's FSDP2 or DeepSpeed engine; one process has nothing to shard.
         zero = requested_deepspeed(args.deepspeed)
