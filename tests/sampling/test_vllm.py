@@ -71,6 +71,36 @@ def test_missing_extra_names_the_extras(model, tokenizer) -> None:  # type: igno
         build_sampler("vllm", model, tokenizer)
 
 
+def test_full_weights_gathers_fsdp_shards_under_checkpoint_names(tokenizer, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """What the memory sync pushes from an FSDP2-sharded policy: plain whole tensors under the
+    names ``save_pretrained`` writes, and the tied output layer under its own name (one process:
+    each shard is the whole tensor, yet a DTensor)."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import DTensor
+
+    from selm.sampling.vllm import full_weights
+
+    model = build_tiny_model(len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                             num_key_value_heads=1, tie_word_embeddings=True, seed=0)
+    expected = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    assert "lm_head.weight" in expected
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        for layer in model.model.layers:
+            fully_shard(layer, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        assert isinstance(model.model.layers[0].mlp.up_proj.weight, DTensor)
+        pushed = dict(full_weights(model))
+    finally:
+        dist.destroy_process_group()
+    assert list(pushed) == list(expected)
+    assert not any(isinstance(t, DTensor) for t in pushed.values())
+    assert all(torch.equal(pushed[name], expected[name]) for name in expected)
+
+
 @needs_vllm
 def test_greedy_equals_hf_and_logprobs_match_the_trainer(sampler, model, tokenizer, prompts) -> None:  # type: ignore[no-untyped-def]
     params = SamplingParams(n=2, temperature=0.0, max_new_tokens=12)
@@ -108,24 +138,101 @@ def test_seeded_samples_are_reproducible_and_independent_of_batch_mates(sampler,
     assert drift["sampling/logprob_drift_max"] < 1e-3
 
 
+def vllm_greedy(model, tokenizer, prompts, sampler, **options) -> list[list[int]]:  # type: ignore[no-untyped-def]
+    """Greedy tokens of a new sampler for ``model`` on the module's running engine."""
+    out = build_sampler("vllm", model, tokenizer, workdir=sampler.workdir, max_model_len=256, kv_cache_gib=0.25,
+                        **options).generate(prompts, SamplingParams(temperature=0.0, max_new_tokens=12))
+    return [c[0].token_ids for c in out]
+
+
 @needs_vllm
-def test_new_weights_enter_the_running_engine(sampler, tokenizer, prompts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_weights_pushed_from_memory_replace_the_old_ones(sampler, model, tokenizer, prompts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """weight_sync memory (the default): the engine runs in this process and takes the new policy's
+    tensors in place; its greedy samples and log-probs are then the hf backend's on the new weights."""
+    from selm.sampling import vllm as backend
+
+    engine = backend._ENGINE
+    assert engine.in_process
+    old = greedy_hf(model, tokenizer, prompts)
+    params = SamplingParams(temperature=0.0, max_new_tokens=12)
+    for seed in (1, 2):
+        new = tiny(tokenizer, seed=seed)
+        out = build_sampler("vllm", new, tokenizer, workdir=sampler.workdir, max_model_len=256,
+                            kv_cache_gib=0.25).generate(prompts, params)
+        expected = greedy_hf(new, tokenizer, prompts)
+        assert [c[0].token_ids for c in out] == expected != old
+        assert logprob_drift(new, tokenizer.pad_token_id, prompts, out)["sampling/logprob_drift_max"] < 1e-3
+        assert backend._ENGINE is engine  # synced in place, not restarted
+    assert not list(sampler.workdir.glob("policy-*"))  # no weights were written
+    # The engine is shared: a sampler used after another one brought its policy in gets its own back.
+    assert [c[0].token_ids for c in sampler.generate(prompts, params)] == old
+
+
+@needs_vllm
+def test_memory_sync_ignores_the_folder_and_disk_sync_reads_it(sampler, tokenizer, prompts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The two paths are told apart by a policy folder holding other weights than the model
+    (which callers never pass): memory pushes the model's tensors, disk reloads the folder."""
+    held, saved = tiny(tokenizer, seed=3), tiny(tokenizer, seed=4)
+    for name in ("a", "b"):  # two folders: each sampler's weights are new to the engine
+        saved.save_pretrained(tmp_path / name)
+    from_held, from_saved = greedy_hf(held, tokenizer, prompts), greedy_hf(saved, tokenizer, prompts)
+    assert from_held != from_saved
+    assert vllm_greedy(held, tokenizer, prompts, sampler, policy_path=tmp_path / "a") == from_held
+    assert vllm_greedy(held, tokenizer, prompts, sampler, policy_path=tmp_path / "b", weight_sync="disk") == from_saved
+    # Disk without a folder: the sampler saves the model's own copy and reloads it.
+    fresh = tiny(tokenizer, seed=5)
+    assert vllm_greedy(fresh, tokenizer, prompts, sampler, weight_sync="disk") == greedy_hf(fresh, tokenizer, prompts)
+    assert len(list(sampler.workdir.glob("policy-*"))) == 1
+
+
+@needs_vllm
+def test_memory_sync_falls_back_to_the_folder_when_the_engine_core_is_another_process(  # type: ignore[no-untyped-def]
+        sampler, tokenizer, prompts, tmp_path, monkeypatch) -> None:
+    from selm.sampling import vllm as backend
+
+    monkeypatch.setattr(backend._ENGINE, "in_process", False)  # as under VLLM_ENABLE_V1_MULTIPROCESSING=1
+    monkeypatch.setattr(backend._ENGINE, "warned_disk", False)
+    held, saved = tiny(tokenizer, seed=6), tiny(tokenizer, seed=7)
+    saved.save_pretrained(tmp_path / "policy")
+    with pytest.warns(UserWarning, match="weight_sync 'memory'.*subprocess.*saved folder"):
+        tokens = vllm_greedy(held, tokenizer, prompts, sampler, policy_path=tmp_path / "policy")
+    assert tokens == greedy_hf(saved, tokenizer, prompts)
+
+
+@needs_vllm
+def test_round_loop_samples_each_round_from_its_start_policy(model, tokenizer, sampler, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two rounds of ``selm run`` on the module's engine: round 2 samples from the trained π1,
+    pushed from memory. The rows are stamped with the round-start policy (training checks the
+    stamp), and the drift of vLLM's log-probs from the trainer's stays at kernel rounding: an
+    engine left on π0 in round 2 would be ~1 nat/token off."""
+    import json
+
+    from selm.artifacts import SampleRow, read_rows
+    from selm.loop import start_run
+    from selm.rundir import RunDir
     from selm.sampling import vllm as backend
 
     engine = backend._ENGINE.llm
-    params = SamplingParams(temperature=0.0, max_new_tokens=12)
-    for seed, via_folder in ((1, False), (2, True)):
-        new = tiny(tokenizer, seed=seed)
-        options = {}
-        if via_folder:  # the loop's path: the round's saved policy folder
-            new.save_pretrained(tmp_path / "policy")
-            options["policy_path"] = tmp_path / "policy"
-        out = build_sampler("vllm", new, tokenizer, workdir=sampler.workdir, max_model_len=256, kv_cache_gib=0.25,
-                            **options).generate(prompts, params)
-        assert [c[0].token_ids for c in out] == greedy_hf(new, tokenizer, prompts)
-        assert backend._ENGINE.llm is engine  # reloaded in place, not restarted
-    # The engine is shared: a sampler used after another one brought its policy in gets its own back.
-    assert [c[0].token_ids for c in sampler.generate(prompts, params)] == greedy_hf(sampler.model, tokenizer, prompts)
+    start = tmp_path / "pi0"
+    model.save_pretrained(start)
+    tokenizer.save_pretrained(start)
+    judge = tmp_path / "judge.py"  # the random model's answers all score 0 on the sort task: ties
+    judge.write_text("def score(prompt, response):\n    return float(len(response))\n")
+    out = start_run(None, ["rounds=2", "prompts.per_round=8", "prompts.num_eval=4", "sampling.n=2",
+                           "eval.samples_per_prompt=1", "train.per_device_train_batch_size=4",
+                           "train.learning_rate=1e-2", f"model_name_or_path={start}",
+                           f"judge={{kind: function, callable: '{judge}:score'}}", "sampling.backend=vllm",
+                           "sampling.options={max_model_len: 256, kv_cache_gib: 0.25, max_num_seqs: 256}"],
+                    output=tmp_path / "run", progress=False)
+    assert backend._ENGINE.llm is engine  # the module's engine, never restarted
+    fingerprints = []
+    for k in (1, 2):
+        phase = RunDir(out).round(k).manifest["phases"]["sample"]
+        assert {r.weights for r in read_rows(RunDir(out).round(k).file("samples.jsonl"), SampleRow)} == {
+            phase["policy_fingerprint"]}
+        assert phase["drift"]["sampling/logprob_drift_max"] < 1e-3, json.dumps(phase["drift"])
+        fingerprints.append(phase["policy_fingerprint"])
+    assert fingerprints[1] == RunDir(out).round(1).manifest["phases"]["train"]["policy_fingerprint"] != fingerprints[0]
 
 
 @needs_vllm

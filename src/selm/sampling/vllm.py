@@ -4,13 +4,22 @@ One vLLM engine per process is started on first use and kept: a round-based loop
 sampler for every phase, and restarting the engine (30–55 s on a 2-core CPU) each time would cost
 more than the sampling. Each sampler brings its policy into the running engine:
 
-- full weights: ``reload_weights`` on the engine's workers (vLLM's in-place reload), from the
-  policy's saved folder: the round's ``policy/`` when the caller passes it, else a copy this
-  sampler saves under ``workdir``. No restart, no new process; the prefix cache is reset so no KV
-  block computed with the old weights is reused.
+- full weights, ``options.weight_sync: memory`` (the default): the engine runs in this process
+  (vLLM's engine core in-process, ``VLLM_ENABLE_V1_MULTIPROCESSING=0``), and the policy's tensors
+  are pushed into its model with vLLM's in-place ``reload_weights`` from an iterator, no file
+  written or read. A sharded (FSDP2 ``DTensor``) policy is gathered tensor by tensor on the way.
+  The first engine starts from the config alone (dummy weights) when no saved folder is given.
+- full weights, ``weight_sync: disk``, or the fallback when the engine core runs in a subprocess
+  (``VLLM_ENABLE_V1_MULTIPROCESSING=1`` set by the user): ``reload_weights`` from the policy's
+  saved folder: the round's ``policy/`` when the caller passes it, else a copy this sampler saves
+  under ``workdir``.
 - LoRA (a PEFT model): the engine runs the base model with LoRA enabled, and every new adapter
-  gets its own ``LoRARequest`` (a fresh adapter id, so vLLM never serves a stale cached adapter).
+  gets its own ``LoRARequest`` (a fresh adapter id, so vLLM never serves a stale cached adapter)
+  read from the adapter's folder: adapters are not merged, whatever ``weight_sync`` says.
   All requests of a call use the same adapter, so plain and adapter requests are never mixed.
+
+After full weights are brought in the prefix cache is reset, so no KV block computed with the old
+weights is reused.
 
 The engine is given token ids only (``skip_tokenizer_init``): it never needs the tokenizer, and the
 sampler decodes text with the caller's. The model folder's ``generation_config`` defaults are
@@ -24,14 +33,18 @@ other prompts share the call.
 from __future__ import annotations
 
 import atexit
+import copy
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -68,6 +81,8 @@ class _Engine:
     lora_request: Any = None
     lora_counter: int = 0
     workdir: Path = field(default_factory=Path)
+    in_process: bool = False  # the engine core (and its model) lives in this process
+    warned_disk: bool = False
 
 
 _ENGINE: _Engine | None = None
@@ -93,17 +108,19 @@ class VLLMSampler(Sampler):
     """Sample from ``model`` with vLLM.
 
     Args:
-        model: the policy (a transformers causal LM, or a PEFT model for LoRA). Only its weights'
-            identity and, for LoRA, its adapter config are read here; the weights vLLM runs come
-            from ``context.policy_path`` or from a copy saved under ``context.workdir``.
+        model: the policy (a transformers causal LM, or a PEFT model for LoRA). With
+            ``weight_sync: memory`` its tensors are copied into the engine; otherwise (and for
+            LoRA) the weights vLLM runs come from ``context.policy_path`` or from a copy saved
+            under ``context.workdir``.
         tokenizer: its tokenizer (EOS/pad ids, decoding).
         batch_size: most sequences the engine decodes together when ``options.max_num_seqs`` is
             unset; default 256.
         progress: show vLLM's progress bar.
         options: see :class:`VLLMSampler.Options`.
-        context: ``policy_path``: the saved ``model`` to load (None: the sampler saves one under
-            the workdir, once per distinct set of weights); ``workdir``: where saved copies and
-            vLLM's cache (``VLLM_CACHE_ROOT``) go, default a temporary folder removed at exit.
+        context: ``policy_path``: the saved ``model``, loaded when the weights come from disk
+            (None: the sampler saves one under the workdir, once per distinct set of weights);
+            ``workdir``: where saved copies, the config an engine starts from and vLLM's cache
+            (``VLLM_CACHE_ROOT``) go, default a temporary folder removed at exit.
 
     Raises:
         ConfigError: vLLM is not installed, or the model cannot be served this way.
@@ -131,6 +148,10 @@ class VLLMSampler(Sampler):
                                                                            "of GPU memory the engine may take")
         enforce_eager: bool = Field(True, description="skip torch.compile / CUDA graphs (start-up ~100 s shorter "
                                                       "on CPU, no slower)")
+        weight_sync: Literal["memory", "disk"] = Field(
+            "memory", description="how full weights enter the engine: memory (pushed from the policy's tensors "
+                                  "into an engine running in this process) or disk (reloaded from the saved "
+                                  "policy folder); LoRA adapters are always read from their folder")
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, batch_size: int | None = None, progress: bool = False,
                  options: Options | None = None, context: SamplerContext | None = None):
@@ -167,6 +188,7 @@ class VLLMSampler(Sampler):
         self._fingerprint = None if self._policy_path is not None else model_fingerprint(model)
         self._identity = (f"path:{self._policy_path.resolve()}" if self._policy_path is not None
                           else f"weights:{self._fingerprint}")
+        self.weight_sync = opts.weight_sync
         self._engine_args = (opts.base_model_path, config, options)
         self._bring_in()
 
@@ -198,18 +220,7 @@ class VLLMSampler(Sampler):
             # vLLM keeps one of the cores for its scheduler by default: on a small CPU machine the
             # model then runs on half the cores.
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-            if adapter is not None:
-                start_from = base_model_path or adapter.base_model_name_or_path
-                if not start_from:
-                    raise ConfigError("sampling.backend 'vllm' with LoRA: the adapter names no base model; "
-                                      "set sampling.options.base_model_path")
-            else:
-                start_from = str(self._weights_folder(workdir))
-            from vllm import LLM
-
-            llm = LLM(str(start_from), skip_tokenizer_init=True, generation_config="vllm",
-                      logprobs_mode="raw_logprobs", seed=0, **options, **lora_options)
-            _ENGINE = _Engine(llm=llm, key=key, loaded="" if adapter is not None else identity, workdir=workdir)
+            _ENGINE = self._start_engine(key, adapter, base_model_path, options, lora_options, workdir)
         engine = _ENGINE
         if engine.loaded == identity:
             return
@@ -220,10 +231,43 @@ class VLLMSampler(Sampler):
             folder = self._weights_folder(engine.workdir)
             engine.lora_request = LoRARequest(f"selm-policy-{engine.lora_counter}", engine.lora_counter, str(folder))
         else:
-            folder = self._weights_folder(engine.workdir)
-            engine.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(folder)})
+            if self.weight_sync == "memory" and engine.in_process:
+                engine.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": full_weights(self.model)})
+            else:
+                if self.weight_sync == "memory" and not engine.warned_disk:
+                    engine.warned_disk = True
+                    warnings.warn("sampling.options.weight_sync 'memory': vLLM's engine core runs in a subprocess "
+                                  "(VLLM_ENABLE_V1_MULTIPROCESSING=1), so each policy is reloaded from its saved "
+                                  "folder instead")
+                folder = self._weights_folder(engine.workdir)
+                engine.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(folder)})
             engine.llm.reset_prefix_cache()
         engine.loaded = identity
+
+    def _start_engine(self, key: tuple[Any, ...], adapter: Any, base_model_path: str | None, options: dict[str, Any],
+                      lora_options: dict[str, Any], workdir: Path) -> _Engine:
+        """A new engine for this sampler's model shape; it holds this sampler's policy unless it
+        started from dummy weights or is a LoRA engine (then ``loaded`` is empty)."""
+        from vllm import LLM
+        from vllm.v1.engine.core_client import InprocClient
+
+        with _engine_core_in_process(self.weight_sync == "memory") as in_process:
+            # Weights pushed from memory right after the start: the engine needs only the config.
+            dummy = adapter is None and in_process and self._policy_path is None
+            if adapter is not None:
+                start_from = base_model_path or adapter.base_model_name_or_path
+                if not start_from:
+                    raise ConfigError("sampling.backend 'vllm' with LoRA: the adapter names no base model; "
+                                      "set sampling.options.base_model_path")
+            else:
+                start_from = str(self._config_folder(workdir) if dummy else self._weights_folder(workdir))
+            llm = LLM(start_from, skip_tokenizer_init=True, generation_config="vllm", logprobs_mode="raw_logprobs",
+                      seed=0, load_format="dummy" if dummy else "auto", **options, **lora_options)
+        if dummy:  # a later disk reload (weight_sync: disk) reads real checkpoints
+            llm.collective_rpc("update_config", args=({"load_config": {"load_format": "auto"}},))
+        loaded = "" if adapter is not None or dummy else self._identity
+        return _Engine(llm=llm, key=key, loaded=loaded, workdir=workdir,
+                       in_process=isinstance(llm.llm_engine.engine_core, InprocClient))
 
     def _workdir(self) -> Path:
         if self.workdir is not None:
@@ -243,6 +287,19 @@ class VLLMSampler(Sampler):
         folder = workdir / f"policy-{self._fingerprint[:16]}"
         if not folder.is_dir():
             replace_dir_atomically(folder, lambda tmp: self.model.save_pretrained(tmp, safe_serialization=True))
+        return folder
+
+    def _config_folder(self, workdir: Path) -> Path:
+        """A folder holding only ``self.model``'s config: enough to start an engine on dummy weights."""
+        config = copy.deepcopy(self.model.config)
+        # What save_pretrained fills in: without it vLLM takes the architecture for the bare
+        # decoder (e.g. Gemma3TextModel) and starts an embedding engine.
+        config.architectures = [type(self.model).__name__]
+        shape = {k: v for k, v in config.to_dict().items() if k not in _NOT_SHAPE}
+        digest = hashlib.sha256(json.dumps([config.architectures, shape], sort_keys=True, default=str).encode())
+        folder = workdir / f"config-{digest.hexdigest()[:16]}"
+        if not folder.is_dir():
+            replace_dir_atomically(folder, config.save_pretrained)
         return folder
 
     # ----- sampling ------------------------------------------------------------------------------
@@ -288,6 +345,41 @@ class VLLMSampler(Sampler):
         logprob = sum(float(step[token].logprob) for step, token in zip(output.logprobs, ids))
         return Completion(token_ids=ids, text=self.tokenizer.decode(ids, skip_special_tokens=True),
                           logprob=logprob, num_tokens=len(ids), finished=output.finish_reason == "stop")
+
+
+def full_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """``model``'s state dict as (name, whole tensor) pairs, in Hugging Face checkpoint names.
+
+    A ``DTensor`` shard (an FSDP2-sharded policy) is gathered into the whole tensor as it is
+    reached, so at most one whole tensor beyond the model exists at a time; the gather is a
+    collective: every process must iterate (sync its engine) at the same time. Tensors are not
+    copied otherwise: the engine copies them into its own parameters. A tied output layer is
+    given under its own name too: vLLM's in-place reload leaves an output layer whose name it is
+    not given at its old values, even when tied.
+    """
+    for name, tensor in model.state_dict().items():
+        if hasattr(tensor, "full_tensor"):
+            tensor = tensor.full_tensor()
+        yield name, tensor.detach()
+
+
+@contextmanager
+def _engine_core_in_process(wanted: bool) -> Iterator[bool]:
+    """Start the engine with its core in this process when ``wanted`` (vLLM's default is a
+    subprocess, whose model cannot take tensors from this one), unless the user chose with
+    ``VLLM_ENABLE_V1_MULTIPROCESSING``; yields whether the engine core will be in this process."""
+    import vllm.envs
+
+    name = "VLLM_ENABLE_V1_MULTIPROCESSING"
+    override = wanted and name not in os.environ
+    if override:
+        os.environ[name] = "0"
+    try:
+        # vLLM caches its variables once an engine core has started here: ask it, not os.environ.
+        yield not vllm.envs.VLLM_ENABLE_V1_MULTIPROCESSING
+    finally:
+        if override:
+            os.environ.pop(name, None)
 
 
 def _request_seed(seed: int, prompt_index: int) -> int:
