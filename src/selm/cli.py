@@ -152,6 +152,12 @@ class _HelpConfig(argparse.Action):
 
 
 def _cmd_bench(ns: argparse.Namespace) -> int:
+    if ns.online:
+        from selm.bench.online_run import run_online_bench
+
+        run_online_bench(quick=ns.quick, json_path=ns.json, shapes=ns.shapes, threads=ns.threads,
+                         objectives=ns.objectives)
+        return 0
     from selm.bench.run import run_bench
 
     run_bench(quick=ns.quick, json_path=ns.json, shapes=ns.shapes, threads=ns.threads, objectives=ns.objectives)
@@ -199,7 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="model shapes to measure (default: gemma3-270m and small; small with --quick); "
                             "ratios use the first")
     bench.add_argument("--objectives", nargs="+", choices=["dpo", "grpo"],
-                       help="only these objectives' training rows (no sampler rows); default: all rows")
+                       help="only these objectives' training rows (no sampler rows); with --online: only these "
+                            "objectives' rounds; default: all rows")
+    bench.add_argument("--online", action="store_true",
+                       help="time whole online rounds (sample, judge, log-probs, update): selm's loop against TRL's "
+                            "OnlineDPOTrainer and GRPOTrainer on the same work")
     bench.add_argument("--threads", type=int, default=0, metavar="N",
                        help="torch threads in each measuring process (default: torch's choice, all cores)")
     bench.set_defaults(func=_cmd_bench)

@@ -23,6 +23,10 @@ def _measure(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
         from selm.bench.systems import SystemSpec, run_system
 
         return run_system(SystemSpec(**spec)).to_dict()
+    if kind == "online":
+        from selm.bench.online_systems import OnlineSpec, run_online_system
+
+        return run_online_system(OnlineSpec(**spec))
     if kind == "sampler":
         from selm.bench.sampler import SamplerSpec, run_sampler_bench
 
@@ -31,7 +35,7 @@ def _measure(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_isolated(kind: str, spec: Any, timeout: float = 1800.0) -> dict[str, Any]:
-    """Run one measurement (``kind`` ``"train"`` or ``"sampler"``) of the dataclass ``spec`` in a child.
+    """Run one measurement (``kind`` ``"train"``, ``"sampler"`` or ``"online"``) of the dataclass ``spec`` in a child.
 
     Returns:
         The child's result dict plus ``status: "ok"``, or ``{"status": "failed", "error": ...}``.

@@ -169,16 +169,18 @@ def make_rollouts(prompts: int, group_size: int, vocab_size: int, profile: Lengt
     return rollouts
 
 
-def word_tokenizer(vocab_size: int):
+def word_tokenizer(vocab_size: int, eos_id: int = EOS_ID):
     """A word-level tokenizer where ``"t<i>"`` is token i: text round-trips to exact ids.
 
-    Ids 0, 1, 2 are ``<pad>``, ``<bos>``, ``<eos>``; no special token is added on encode.
+    Ids 0 and 1 are ``<pad>`` and ``<bos>``; ``<eos>`` is ``eos_id`` (2 by default; an id at or past
+    ``vocab_size`` adds it after the words, and id 2 is then the word ``"t2"``). No special token is
+    added on encode.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {"<pad>": PAD_ID, "<bos>": BOS_ID, "<eos>": EOS_ID}
-    vocab.update({f"t{i}": i for i in range(3, vocab_size)})
+    vocab = {"<pad>": PAD_ID, "<bos>": BOS_ID, "<eos>": eos_id}
+    vocab.update({f"t{i}": i for i in range(2, vocab_size) if i != eos_id})
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
