@@ -2,6 +2,7 @@
 
     python examples/profile_gemma_step.py memory    # RSS of a LoRA training step, with and without the heap's cache
     python examples/profile_gemma_step.py decoder   # decoder forward + backward: padded vs packed rows
+    python examples/profile_gemma_step.py breakdown # a full step's parts (decoder, head, AdamW) per layout
 
 ``memory`` runs the bench's ``selm+lora+padding-free`` system (Gemma-3-270M shape, random init,
 1 warm-up + 1 step) and prints the process RSS when each training step starts and ends, and again
@@ -64,11 +65,64 @@ def profile_decoder() -> None:
         print(f"{name:12s} {tuple(batch.input_ids.shape)}: {time.perf_counter() - start:.2f} s", flush=True)
 
 
+def profile_breakdown(repeats: int) -> None:
+    """Each part of a full fine-tuning step on the bench's batch, timed on its own, per layout:
+    the decoder's forward + backward (all positions of the layout, filler included), the output
+    layer's forward + backward on the response positions (the same in every layout), and the fused
+    AdamW update of all 268M weights. The process's heap keeps freed memory (``selm.heap``), as in
+    training. Wall seconds, the best of ``repeats`` after one warm-up pass."""
+    from selm.data import collate_preference_batch
+    from selm.engine import linear_token_logprobs, pack_sequences, response_hidden_states
+    from selm.heap import keep_freed_memory
+    from selm.optim import adamw
+
+    keep_freed_memory()
+    model = build_model(GEMMA3_270M)
+    head = model.get_output_embeddings().weight
+    optimizer = adamw(model.parameters(), lr=1e-6)
+    pairs = make_pairs(2, GEMMA3_270M.vocab_size)
+    sequences = [(p.prompt_ids, p.chosen_ids) for p in pairs] + [(p.prompt_ids, p.rejected_ids) for p in pairs]
+    batches = {"padded": collate_preference_batch(pairs, PAD_ID),
+               "packed rows": pack_sequences(sequences, PAD_ID, layout="rows"),
+               "one packed row": pack_sequences(sequences, PAD_ID, layout="one_row")}
+
+    def timed(part) -> float:  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        part()
+        return time.perf_counter() - start
+
+    def decoder(batch):  # type: ignore[no-untyped-def]
+        hidden, targets = response_hidden_states(model, batch)
+        hidden.sum().backward()
+        return hidden.detach(), targets
+
+    print(f"{'layout':15s} {'slots':>6s} {'decoder s':>10s} {'head s':>7s} {'AdamW s':>8s}")
+    for name, batch in batches.items():
+        best: dict[str, float] = {}
+        for attempt in range(repeats + 1):
+            model.zero_grad(set_to_none=True)
+            out: list = []
+            times = {"decoder": timed(lambda: out.extend(decoder(batch)))}
+            hidden = out[0].requires_grad_()
+            times["head"] = timed(lambda: linear_token_logprobs(hidden, head, out[1]).sum().backward())
+            times["adamw"] = timed(optimizer.step)
+            if attempt:  # the first pass warms up
+                best = times if not best else {k: min(v, times[k]) for k, v in best.items()}
+        print(f"{name:15s} {batch.input_ids.numel():6d} {best['decoder']:10.2f} {best['head']:7.2f} "
+              f"{best['adamw']:8.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["memory", "decoder"])
+    parser.add_argument("what", choices=["memory", "decoder", "breakdown"])
+    parser.add_argument("--repeats", type=int, default=2, help="breakdown: timed passes per layout")
     args = parser.parse_args()
-    profile_memory() if args.what == "memory" else profile_decoder()
+    if args.what == "memory":
+        profile_memory()
+    elif args.what == "decoder":
+        profile_decoder()
+    else:
+        profile_breakdown(args.repeats)
 
 
 if __name__ == "__main__":
