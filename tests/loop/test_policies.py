@@ -122,3 +122,19 @@ def test_ema_reference_is_saved_per_round_and_reused_on_resume(pi0_dir, tmp_path
     again = resumed.reference_for_round(2, resumed.for_training(0)).model.state_dict()  # read back, not recomputed
     for key in moved:
         torch.testing.assert_close(again[key], ref2[key], atol=0, rtol=0, msg=key)
+
+
+def test_a_round_fingerprint_is_hashed_once_and_never_outlives_its_weights(pi0_dir, tmp_path, loads, monkeypatch):
+    from selm.modeling.loading import model_fingerprint
+
+    hashed = []
+    monkeypatch.setattr(policies_module, "model_fingerprint", lambda m: hashed.append(m) or model_fingerprint(m))
+    p = _policies(pi0_dir, tmp_path)
+    start = p.fingerprint(0)
+    assert p.fingerprint(0) == start == model_fingerprint(p.policy(0)) and len(hashed) == 1
+    model = p.for_training(0)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)  # trained in place
+    p.save(1, model)
+    assert p.fingerprint(1) == model_fingerprint(model) != start and len(hashed) == 2
+    assert p.fingerprint(0) == start and len(hashed) == 3  # π0 loaded and hashed again

@@ -200,7 +200,8 @@ def test_samples_are_stamped_and_stale_ones_are_not_trained_on(tmp_path):
     assert {r.weights for r in rows} == {manifest["policy_fingerprint"]} and len(manifest["policy_fingerprint"]) == 64
 
     policy = build_tiny_model(300)
-    fake = SimpleNamespace(policies=SimpleNamespace(for_training=lambda k: policy))
+    fake = SimpleNamespace(policies=SimpleNamespace(for_training=lambda k: policy,
+                                                    fingerprint=lambda k: model_fingerprint(policy)))
     samples = tmp_path / "samples.jsonl"
     rd = SimpleNamespace(file=lambda name: samples)
     write_rows(samples, [SampleRow(0, "p", [1], [], None, model_fingerprint(policy))])

@@ -128,3 +128,16 @@ def test_a_recipes_chat_template_replaces_the_tokenizers(tmp_path):
         assert tok.chat_template == template
         rendered = tok.decode(tokenize_prompt(tok, [{"role": "user", "content": "3 1 2"}]), skip_special_tokens=True)
         assert "[user] 3 1 2" in rendered
+
+
+def test_fingerprint_hashes_a_tied_weight_once_but_tells_tied_from_untied() -> None:
+    tied = build_tiny_model(vocab_size=40, seed=1, tie_word_embeddings=True)
+    untied = build_tiny_model(vocab_size=40, seed=1, tie_word_embeddings=False)
+    with torch.no_grad():
+        untied.lm_head.weight.copy_(tied.lm_head.weight)
+        untied.model.embed_tokens.weight.copy_(tied.model.embed_tokens.weight)
+    assert model_fingerprint(tied) == model_fingerprint(build_tiny_model(vocab_size=40, seed=1, tie_word_embeddings=True))
+    assert model_fingerprint(tied) != model_fingerprint(untied)  # equal values, but one tensor against two
+    with torch.no_grad():
+        tied.lm_head.weight[0, 0] += 1e-6  # changes the embedding too
+    assert model_fingerprint(tied) != model_fingerprint(build_tiny_model(vocab_size=40, seed=1, tie_word_embeddings=True))

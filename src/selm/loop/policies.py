@@ -21,7 +21,7 @@ from selm.errors import UserError
 from selm.io import atomic_write_bytes, replace_dir_atomically
 from selm.loop.config import RunConfig
 from selm.loop.seeds import derived_seed
-from selm.modeling.loading import load_causal_lm
+from selm.modeling.loading import load_causal_lm, model_fingerprint
 from selm.modeling.lora import apply_lora
 from selm.modeling.soup import load_soup_member, soup_model
 from selm.modeling.value_head import ValueHead
@@ -64,6 +64,7 @@ class RoundPolicies:
         # The model in memory, and the round whose weights it holds (None while it is being trained).
         self._model: torch.nn.Module | None = None
         self._round: int | None = None
+        self._fingerprint: str | None = None  # of the model in memory, while it holds round _round
         self._initial: torch.nn.Module | None = None
         self._soup: torch.nn.Module | None = None
         self._frozen: tuple[int, torch.nn.Module] | None = None
@@ -79,14 +80,22 @@ class RoundPolicies:
     def policy(self, k: int) -> torch.nn.Module:
         """The policy at the end of round k, to read and not to change (see :meth:`for_training`)."""
         if self._round != k or self._model is None:
-            self._model = None  # free the old weights before loading the new ones
+            self._model, self._fingerprint = None, None  # free the old weights before loading the new ones
             self._model, self._round = self._load(k), k
         return self._model
+
+    def fingerprint(self, k: int) -> str:
+        """``model_fingerprint`` of round k's policy, hashed once while it is the model in memory
+        (a round reads it to stamp its samples, check them before training, and in its manifest)."""
+        model = self.policy(k)
+        if self._fingerprint is None:
+            self._fingerprint = model_fingerprint(model)
+        return self._fingerprint
 
     def for_training(self, k: int) -> torch.nn.Module:
         """Round k's weights, to be trained in place; the cache no longer counts them as round k."""
         model = self.policy(k)
-        self._round = None
+        self._round, self._fingerprint = None, None
         return model
 
     def save(self, k: int, model: torch.nn.Module, critic: torch.nn.Module | None = None,
@@ -104,6 +113,7 @@ class RoundPolicies:
 
             replace_dir_atomically(self.path(k), build)
         self._model, self._round = (model, k) if state_dict is None else (None, None)
+        self._fingerprint = None
 
     def critic(self, k: int, policy: torch.nn.Module) -> torch.nn.Module:
         """PPO's critic at the end of round k (saved with its policy); where none was saved (round 0):

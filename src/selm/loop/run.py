@@ -65,7 +65,6 @@ from selm.loop.scoring import ensemble_scores, pair_logps, self_scores
 from selm.loop.seeds import derived_seed
 from selm.loop.setup import RunParts, assemble_run
 from selm.loop.training import round_train_metrics, tokenized_pairs
-from selm.modeling.loading import model_fingerprint
 from selm.rundir import RoundDir, RunDir
 from selm.sampling.drift import logprob_drift
 from selm.train.rollout_trainer import RolloutTrainer
@@ -129,7 +128,7 @@ class OnlineRun:
         prompts = [self.prompts.train[i] for i in indices]
         prompt_ids, truncated = prompt_token_ids(self.tokenizer, prompts, c.prompt_budget)
         policy = self.policies.policy(k - 1)
-        weights = model_fingerprint(policy)
+        weights = self.policies.fingerprint(k - 1)
         sampler = self.sampling.backend(policy, self.policies.saved_path(k - 1))
         la = c.sampling.linear_alignment
         aligned = (self.sampling.principled_ids(prompts, la.principle), la.alignment) if la is not None else None
@@ -266,9 +265,9 @@ class OnlineRun:
     def _round_start_policy(self, k: int, rd: RoundDir) -> torch.nn.Module:
         """π_{k−1}, to be trained in round k, after checking that every sample of the round came
         from exactly these weights: training on samples of other (stale) weights is refused."""
-        policy = self.policies.for_training(k - 1)
         stamps = {row.weights for row in read_rows(rd.file("samples.jsonl"), SampleRow)} - {None}
-        start = model_fingerprint(policy) if stamps else None
+        start = self.policies.fingerprint(k - 1) if stamps else None
+        policy = self.policies.for_training(k - 1)
         if stamps and stamps != {start}:
             raise UserError(f"{rd.file('samples.jsonl')}: sampled from weights {sorted(stamps)[0][:12]}…, not round "
                             f"{k}'s start policy {start[:12]}… (stale samples are not trained "
@@ -345,7 +344,7 @@ class OnlineRun:
         policy = self._save_trained(k, policy, ckpt_dir, state_dict=consolidated)
         tokens = sum(len(p.chosen_ids) + len(p.rejected_ids) for p in pairs) * max(1, round(c.train.num_train_epochs))
         return {"artifact": "policy", "train": round_train_metrics(result, before, logps(policy)), "tokens": tokens,
-                "seed": args.seed, "reference": c.reference_mode, "policy_fingerprint": model_fingerprint(policy),
+                "seed": args.seed, "reference": c.reference_mode, "policy_fingerprint": self.policies.fingerprint(k),
                 "objective_state": objective.state_dict()}
 
     def _train_rollouts(self, k: int, rd: RoundDir) -> dict[str, Any]:
@@ -374,7 +373,7 @@ class OnlineRun:
         tokens = sum(len(r.response_ids) for r in rollouts) * max(1, round(c.train.num_train_epochs))
         return {"artifact": "policy", "train": metrics, "tokens": tokens, "seed": args.seed,
                 "reference": "mpo_dpo_policy" if c.mpo_stage(k) == "rl" else c.reference_mode,
-                "policy_fingerprint": model_fingerprint(policy)}
+                "policy_fingerprint": self.policies.fingerprint(k)}
 
     def phase_evaluate(self, k: int, rd: RoundDir) -> dict[str, Any]:
         model = self.policies.policy(k)
