@@ -76,7 +76,7 @@ def test_gold_judge_of_a_built_in_task_is_its_gold_reward():
 def test_gold_unknown_task_lists_the_registered_ones(toy_tasks):
     with pytest.raises(ConfigError) as err:
         build_judge({"kind": "gold", "task": "add"})
-    assert str(err.value) == "judge 'gold': task: unknown task 'add'; available: bad, echo, ifeval, reverse, simplify, sort"
+    assert str(err.value) == "judge 'gold': task: unknown task 'add'; available: bad, echo, ifeval, lock, reverse, simplify, sort"
 
 
 def test_gold_bad_output_is_caught(toy_tasks):
