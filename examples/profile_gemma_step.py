@@ -65,19 +65,23 @@ def profile_decoder() -> None:
         print(f"{name:12s} {tuple(batch.input_ids.shape)}: {time.perf_counter() - start:.2f} s", flush=True)
 
 
-def profile_breakdown(repeats: int) -> None:
+def profile_breakdown(repeats: int, dtype: str) -> None:
     """Each part of a full fine-tuning step on the bench's batch, timed on its own, per layout:
     the decoder's forward + backward (all positions of the layout, filler included), the output
     layer's forward + backward on the response positions (the same in every layout), and the fused
     AdamW update of all 268M weights. The process's heap keeps freed memory (``selm.heap``), as in
-    training. Wall seconds, the best of ``repeats`` after one warm-up pass."""
+    training. Wall seconds, the best of ``repeats`` after one warm-up pass. ``dtype`` bfloat16 casts
+    the weights (and so the gradients and AdamW's moments) to bf16: the kernels' speed in bf16 on
+    this CPU, not a training recipe (bf16 weights lose updates smaller than their rounding)."""
+    import torch
+
     from selm.data import collate_preference_batch
     from selm.engine import linear_token_logprobs, pack_sequences, response_hidden_states
     from selm.heap import keep_freed_memory
     from selm.optim import adamw
 
     keep_freed_memory()
-    model = build_model(GEMMA3_270M)
+    model = build_model(GEMMA3_270M).to(getattr(torch, dtype))
     head = model.get_output_embeddings().weight
     optimizer = adamw(model.parameters(), lr=1e-6)
     pairs = make_pairs(2, GEMMA3_270M.vocab_size)
@@ -96,6 +100,7 @@ def profile_breakdown(repeats: int) -> None:
         hidden.sum().backward()
         return hidden.detach(), targets
 
+    print(f"{dtype} weights")
     print(f"{'layout':15s} {'slots':>6s} {'decoder s':>10s} {'head s':>7s} {'AdamW s':>8s}")
     for name, batch in batches.items():
         best: dict[str, float] = {}
@@ -116,13 +121,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["memory", "decoder", "breakdown"])
     parser.add_argument("--repeats", type=int, default=2, help="breakdown: timed passes per layout")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="breakdown: weights")
     args = parser.parse_args()
     if args.what == "memory":
         profile_memory()
     elif args.what == "decoder":
         profile_decoder()
     else:
-        profile_breakdown(args.repeats)
+        profile_breakdown(args.repeats, args.dtype)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,49 @@ train: {{learning_rate: 1.0e-3, per_device_train_batch_size: {per_device}, gradi
     return path
 
 
+LORA = "\nlora: {r: 4, alpha: 8, target_modules: [q_proj, v_proj]}\n"
+
+
+def write_lora_recipe(folder: Path, name: str, per_device: int, extra: str = "") -> Path:
+    """The sort recipe (write_sort_recipe) training rank-4 LoRA adapters on q_proj and v_proj."""
+    recipe = write_sort_recipe(folder, name, per_device, extra)
+    recipe.write_text(recipe.read_text() + LORA)
+    return recipe
+
+
+@pytest.fixture(scope="session")
+def lora_recipe() -> Callable[..., Path]:
+    return write_lora_recipe
+
+
+@pytest.fixture(scope="session")
+def lora_runs(tmp_path_factory) -> Path:
+    """A folder holding the 1-process LoRA run (per-device batch 4) of the sort recipe, ``one``:
+    what the sharded LoRA runs are compared with."""
+    folder = tmp_path_factory.mktemp("lora-runs")
+    _launch(1, ["train", str(write_lora_recipe(folder, "one", 4)), "--quiet"])
+    return folder
+
+
+def write_zero3_config(folder: Path) -> Path:
+    """A DeepSpeed JSON config as a TRL / Accelerate user writes one ("auto" where selm's train.*
+    decides), with ZeRO-3 partitioning every parameter: by default ZeRO-3 keeps parameters under
+    1e5 elements whole on every process, which would be all of this tiny model's."""
+    path = folder / "zero3.json"
+    path.write_text(json.dumps({
+        "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0},
+        "optimizer": {"type": "AdamW", "params": {"lr": "auto", "weight_decay": "auto"}},
+        "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto", "bf16": {"enabled": "auto"},
+    }))
+    return path
+
+
+@pytest.fixture(scope="session")
+def zero3_config() -> Callable[[Path], Path]:
+    return write_zero3_config
+
+
 def train_log(folder: Path) -> list[dict]:
     """The step entries of a `selm train` output folder's train_log.jsonl."""
     return [e for e in map(json.loads, (folder / "train_log.jsonl").read_text().splitlines()) if "loss" in e]
@@ -106,6 +149,27 @@ def assert_same_training(one: dict[str, torch.Tensor], two: dict[str, torch.Tens
 @pytest.fixture
 def same_training() -> Callable[..., None]:
     return assert_same_training
+
+
+def assert_same_adapter(one: Path, two: Path, steps: int, learning_rate: float) -> None:
+    """The LoRA adapter folder ``two`` holds the adapter ``one`` trained (see assert_same_training)."""
+    from safetensors.torch import load_file
+
+    assert (two / "adapter_config.json").is_file() and not (two / "model.safetensors").exists()
+    a, b = (load_file(folder / "adapter_model.safetensors") for folder in (one, two))
+    assert a.keys() == b.keys() and any("lora_A" in k for k in a)
+    # PEFT starts every B at 0 (A is random): B's start is known exactly, so the aggregate check
+    # runs on B; every element of both is within one learning rate, as in assert_same_training.
+    lora_b = sorted(k for k in a if "lora_B" in k)
+    assert_same_training({k: a[k] for k in lora_b}, {k: b[k] for k in lora_b},
+                         {k: torch.zeros_like(a[k]) for k in lora_b}, steps=steps, learning_rate=learning_rate)
+    for name in a:
+        assert (b[name] - a[name]).abs().max() < learning_rate, name
+
+
+@pytest.fixture(scope="session")
+def same_adapter() -> Callable[..., None]:
+    return assert_same_adapter
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from safetensors.torch import load_file
 
@@ -34,11 +35,20 @@ def one_process_run(tmp_path_factory, launch) -> Path:
     return out
 
 
-@pytest.mark.parametrize("sharding", [[], ["train.fsdp=true"]], ids=["ddp", "fsdp"])
-def test_two_process_run_matches_one_process_run(tmp_path, one_process_run, launch, same_training, sharding):
-    """Under FSDP, too: the round's policy is saved consolidated (one HF folder) and read back whole
-    for the round's evaluation; tests/distributed/test_multinode.py trains a second round on it."""
-    launch(2, ["run", *SMALL, *sharding, "--output", str(tmp_path / "two"), "--quiet"])
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp", pytest.param("zero2", marks=pytest.mark.slow),
+                                      pytest.param("zero3", marks=pytest.mark.slow)])
+def test_two_process_run_matches_one_process_run(tmp_path, one_process_run, launch, same_training, zero3_config,
+                                                 sharding):
+    """Sharded, too: under FSDP and ZeRO-3 (a JSON config partitioning every parameter) the round's
+    policy is saved consolidated (one HF folder) and read back whole for the round's evaluation;
+    under ZeRO-2 the module holds the whole trained weights and is saved as it is, then freed of
+    DeepSpeed's engine (tests/distributed/test_train_deepspeed.py). test_multinode.py trains a
+    second FSDP round on the policy read back."""
+    if sharding.startswith("zero"):
+        pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install -e '.[deepspeed]')")
+    settings = {"ddp": [], "fsdp": ["train.fsdp=true"], "zero2": ["train.deepspeed=2"],
+                "zero3": [f"train.deepspeed={zero3_config(tmp_path)}"]}
+    launch(2, ["run", *SMALL, *settings[sharding], "--output", str(tmp_path / "two"), "--quiet"])
     (m1, a1), (m2, a2) = run_files(one_process_run), run_files(tmp_path / "two")
     # Sampling and judging were sharded and gathered in order: the artifacts are identical.
     assert a2[:3] == a1[:3]
@@ -82,3 +92,30 @@ def test_two_process_grpo_run_matches_one_process_run(tmp_path, launch, same_tra
     policies = [load_file(run.round(1).file("policy") / "model.safetensors") for run in runs]
     start = load_file(Path(resolve_model_source(config["model_name_or_path"])) / "model.safetensors")
     same_training(*policies, start, steps=m1[1]["train/steps"], learning_rate=config["train"]["learning_rate"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [2, 3])
+def test_second_deepspeed_round_trains_as_after_a_restart(tmp_path, launch, zero3_config, stage):
+    """Round 2 under DeepSpeed takes round 1's policy from memory (ZeRO-2: the module round 1
+    trained, its engine released; ZeRO-3: the consolidated folder read back) into a new engine, and
+    writes exactly what a run cut after round 1 and resumed writes, whose fresh processes read
+    round 1's policy from disk and never saw an engine: the same processes doing the same
+    operations, so the same samples, pairs, metrics and round-2 policy bits."""
+    pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install -e '.[deepspeed]')")
+    setting = 2 if stage == 2 else zero3_config(tmp_path)
+    args = ["run", *SMALL, "rounds=2", f"train.deepspeed={setting}", "--quiet"]
+    launch(2, [*args, "--output", str(tmp_path / "whole")])
+    cut = launch(2, [*args, "--output", str(tmp_path / "cut")], check=False, SELM_FAULT_INJECT="evaluate:1:done")
+    assert cut.returncode != 0 and not RunDir(tmp_path / "cut").round(2).file("samples.jsonl").exists()
+    launch(2, ["run", "--quiet", "--resume", str(tmp_path / "cut")])
+    whole, resumed = RunDir(tmp_path / "whole"), RunDir(tmp_path / "cut")
+    for name in ("samples.jsonl", "scores.jsonl", "pairs.jsonl", "eval.jsonl"):
+        assert resumed.round(2).file(name).read_text() == whole.round(2).file(name).read_text(), name
+
+    def metrics(run: RunDir) -> list[dict]:
+        return [{k: v for k, v in row.items() if not k.startswith(TIMING_PREFIXES)} for row in read_jsonl(run.metrics_path)]
+
+    assert [row["round"] for row in metrics(whole)] == [0, 1, 2] and metrics(resumed) == metrics(whole)
+    a, b = (load_file(run.round(2).file("policy") / "model.safetensors") for run in (whole, resumed))
+    assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)

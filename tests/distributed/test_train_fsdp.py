@@ -74,22 +74,9 @@ def test_reference_logps_are_split_and_cached_like_one_process(full_runs):
         torch.testing.assert_close(two[role], one[role], rtol=1e-5, atol=1e-5)
 
 
-def test_lora_matches_one_process(tmp_path, launch, same_training, sort_recipe):
-    lora = "\nlora: {r: 4, alpha: 8, target_modules: [q_proj, v_proj]}\n"
-    for name, nproc, per_device, extra in (("one", 1, 4, ""), ("two", 2, 2, ", fsdp: true")):
-        recipe = sort_recipe(tmp_path, name, per_device, extra)
-        recipe.write_text(recipe.read_text() + lora)
-        launch(nproc, ["train", str(recipe), "--quiet"])
-    one, two = (load_file(tmp_path / n / "adapter_model.safetensors") for n in ("one", "two"))
-    assert (tmp_path / "two" / "adapter_config.json").is_file() and not (tmp_path / "two" / "model.safetensors").exists()
-    assert one.keys() == two.keys() and any("lora_A" in k for k in one)
-    # PEFT starts every B at 0 (A is random): B's start is known exactly, so the aggregate check
-    # runs on B; every element of both is within one learning rate, as in assert_same_training.
-    b = sorted(k for k in one if "lora_B" in k)
-    same_training({k: one[k] for k in b}, {k: two[k] for k in b}, {k: torch.zeros_like(one[k]) for k in b},
-                  steps=STEPS, learning_rate=LEARNING_RATE)
-    for name in one:
-        assert (two[name] - one[name]).abs().max() < LEARNING_RATE, name
+def test_lora_matches_one_process(lora_runs, launch, lora_recipe, same_adapter):
+    launch(2, ["train", str(lora_recipe(lora_runs, "fsdp", 2, ", fsdp: true")), "--quiet"])
+    same_adapter(lora_runs / "one", lora_runs / "fsdp", steps=STEPS, learning_rate=LEARNING_RATE)
 
 
 def test_resume_after_sigkill_equals_the_uninterrupted_run(full_runs, tied_model, sort_recipe, kill_when,

@@ -294,9 +294,10 @@ class OnlineRun:
     def _save_trained(self, k: int, policy: torch.nn.Module, ckpt_dir: Path, critic: torch.nn.Module | None = None,
                       state_dict: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
         """Save round k's trained policy (and critic) and drop its checkpoints; return round k's
-        policy: ``policy`` itself, or, with ``state_dict`` (FSDP's consolidated weights), the
-        saved folder loaded whole (sampling and evaluation read whole weights). The caller has
-        dropped its trainer: the accelerator frees what it prepared (wrapper, optimizer)."""
+        policy: ``policy`` itself, or, with ``state_dict`` (FSDP's or ZeRO-3's consolidated
+        weights), the saved folder loaded whole (sampling and evaluation read whole weights). The
+        caller has released and dropped its trainer (``Trainer.release``: DeepSpeed's engine is
+        off the policy); the accelerator frees what it prepared (wrapper, optimizer)."""
         self.accelerator.free_memory()
         self.policies.save(k, policy, critic=critic, state_dict=state_dict)
         if self.is_main:
@@ -340,6 +341,7 @@ class OnlineRun:
         result = trainer.train(resume_from_checkpoint=latest_checkpoint(ckpt_dir), log_file=rd.file("train_log.jsonl"))
         before = trainer.reference_logps if before is None else before
         consolidated, policy = trainer.policy_state_dict(), trainer.policy
+        trainer.release()
         del trainer
         policy = self._save_trained(k, policy, ckpt_dir, state_dict=consolidated)
         tokens = sum(len(p.chosen_ids) + len(p.rejected_ids) for p in pairs) * max(1, round(c.train.num_train_epochs))
@@ -368,6 +370,7 @@ class OnlineRun:
         metrics = {**round_train_metrics(result), **trainer.rollout_metrics}
         consolidated, policy = trainer.policy_state_dict(), trainer.policy
         critic = trainer.value_head if critic is not None else None
+        trainer.release()
         del trainer
         policy = self._save_trained(k, policy, ckpt_dir, critic, state_dict=consolidated)
         tokens = sum(len(r.response_ids) for r in rollouts) * max(1, round(c.train.num_train_epochs))

@@ -127,6 +127,11 @@ class ZeroEngine:
             deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
         dtype = next(model.parameters()).dtype
         config = deepspeed_config(self.setting, self.args, dtype)
+        if config["zero_optimization"]["stage"] == 3 and hasattr(model.policy, "peft_config"):
+            # Measured with DeepSpeed 0.19.8 and PEFT 0.21: the backward's recompute then sees
+            # other tensor metadata than the forward (torch.utils.checkpoint's CheckpointError).
+            raise ConfigError(f"lora: LoRA under DeepSpeed ZeRO-3 (train.deepspeed: {self.setting}) is not "
+                              f"supported; use train.deepspeed: 2 or train.fsdp: true")
         self.engine, zero_optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config,
                                                                   dist_init_required=False)
         return self.engine, zero_optimizer
@@ -172,6 +177,24 @@ class ZeroEngine:
             kept = policy.state_dict().keys()
             state.update({name: b.detach().to("cpu", copy=True) for name, b in policy.named_buffers() if name in kept})
         return state
+
+    def release(self) -> None:
+        """Take DeepSpeed off the policy: its gradient hooks (and ZeRO-3's gather hooks) hold the
+        engine and the ZeRO optimizer, fp32 partitions and AdamW moments included, alive for as
+        long as the policy lives, and would fire again in the next engine's backward (the round
+        loop trains the same module round after round). Under ZeRO-2 the module keeps its full,
+        trained weights; under ZeRO-3 only partitions: take :meth:`consolidated_state_dict` first."""
+        from deepspeed.runtime.zero import parameter_offload
+
+        engine, self.engine = self.engine, None
+        engine.destroy()
+        # What destroy (0.19.8) leaves: the engine's own hooks on selm's engine module, and ZeRO-3's
+        # module-level stack of modules in forward, where set-up puts the engine module for good,
+        # so that every ZeRO-3 engine (its partitions and AdamW state) would stay alive.
+        engine.module_forward_pre_hook.remove()
+        engine.module_forward_post_hook.remove()
+        stack = parameter_offload.FWD_MODULE_STACK
+        stack[:] = [module for module in stack if module is not engine.module]
 
     def save(self, folder: Path) -> None:
         """Every process writes its partition of the optimizer state (and under ZeRO-3 of the

@@ -273,6 +273,14 @@ class Trainer:
             return None
         return consolidated_state_dict(self.scoring_model).get("policy", {})
 
+    def release(self) -> None:
+        """End training for good, keeping :attr:`policy`: under DeepSpeed the engine and its
+        ZeRO optimizer are taken off the policy (see ``ZeroEngine.release``), so that they are
+        freed with this trainer rather than with the policy, which a caller (the round loop)
+        keeps or trains again. Take :meth:`policy_state_dict` first. Nothing to do otherwise."""
+        if self.zero is not None and self.zero.engine is not None:
+            self.zero.release()
+
     @property
     def world_size(self) -> int:
         return self.accelerator.num_processes
@@ -302,11 +310,13 @@ class Trainer:
             # The critic's own learning rate, scheduled like the policy's; no decay on a value head.
             self.optimizer.add_param_group({"params": list(self.model.value_head.parameters()), "weight_decay": 0.0,
                                             "lr": self.critic_learning_rate or a.learning_rate})
-        # On the client AdamW: DeepSpeed steps it with these same param_group dicts, selm the schedule.
-        self.scheduler = transformers_schedule(self.optimizer, a.lr_scheduler_type, a.warmup_ratio, self.total_steps)
+        adamw_groups = self.optimizer
         if self.zero is not None:
             self.model, self.optimizer = self.zero.initialize(self.model, self.optimizer)
-        elif not self.sharded:
+        # On the client AdamW: DeepSpeed steps it with these same param_group dicts, selm the
+        # schedule. Made after initialize, which drops an empty group (LoRA's: no 1-D weights).
+        self.scheduler = transformers_schedule(adamw_groups, a.lr_scheduler_type, a.warmup_ratio, self.total_steps)
+        if self.zero is None and not self.sharded:
             self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         if a.gradient_checkpointing:
             base = self.policy
