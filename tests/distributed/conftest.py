@@ -182,6 +182,50 @@ def read_train_log() -> Callable[[Path], list[dict]]:
     return train_log
 
 
+NAN_OBJECTIVE = '''
+from selm.objectives import Objective, ObjectiveOutput
+from selm.objectives.base import register_objective
+
+
+@register_objective("always_nan")
+class AlwaysNaN(Objective):
+    requires = frozenset()
+
+    def compute(self, batch):
+        return ObjectiveOutput(losses=batch.policy_chosen_logps * float("nan"))
+'''
+
+
+def _train_on_nan_losses(folder: Path, extra: str) -> subprocess.CompletedProcess:
+    """``selm train`` as 2 processes on the sort recipe (``extra`` train keys) with an objective
+    whose every loss is NaN (a ``--plugin`` module), run ``folder / "nan"``; not checked."""
+    (folder / "nan_objective.py").write_text(NAN_OBJECTIVE)
+    recipe = write_sort_recipe(folder, "nan", 2, f"{extra}, max_nonfinite_steps: 3")
+    recipe.write_text(recipe.read_text().replace("{name: selm, beta: 0.1, alpha: 0.001}", "always_nan"))
+    return _launch(2, ["--plugin", "nan_objective", "train", str(recipe), "--quiet"], check=False,
+                   PYTHONPATH=f"{folder}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+
+
+@pytest.fixture(scope="session")
+def train_on_nan_losses() -> Callable[[Path, str], subprocess.CompletedProcess]:
+    return _train_on_nan_losses
+
+
+def assert_same_bits(one: Path, two: Path) -> None:
+    """The two saved ``model.safetensors`` hold the same tensors, bit for bit."""
+    from safetensors.torch import load_file
+
+    first, second = load_file(one), load_file(two)
+    assert first.keys() == second.keys()
+    for name in first:
+        assert torch.equal(second[name], first[name]), name
+
+
+@pytest.fixture(scope="session")
+def same_bits() -> Callable[[Path, Path], None]:
+    return assert_same_bits
+
+
 def _kill_when(nproc: int, args: list[str], target: Path, timeout: float = TIMEOUT_S) -> None:
     """Start ``selm ARGS`` as ``nproc`` processes and SIGKILL all of them (launcher included) as
     soon as ``target`` exists."""

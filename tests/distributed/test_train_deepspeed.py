@@ -92,7 +92,7 @@ def test_zero2_matches_one_process(tied_runs, tied_model, launch, sort_recipe, s
 
 @pytest.mark.slow
 def test_zero3_resume_after_sigkill_equals_the_uninterrupted_run(zero3_run, tied_model, sort_recipe, kill_when,
-                                                                 launch, read_train_log, zero3_config):
+                                                                 launch, read_train_log, zero3_config, same_bits):
     cut = zero3_run / "zero3-cut"
     recipe = sort_recipe(zero3_run, "zero3-cut", 2, f", deepspeed: {zero3_config(zero3_run)}{SAVE}", model=tied_model)
     kill_when(2, ["train", str(recipe), "--quiet"], cut / "checkpoint-10" / "trainer_state.json")
@@ -100,31 +100,13 @@ def test_zero3_resume_after_sigkill_equals_the_uninterrupted_run(zero3_run, tied
     resumed = launch(2, ["train", str(recipe), "--resume"])
     assert "resuming from" in resumed.stdout and "checkpoint-" in resumed.stdout
     # The same 2 processes do the same operations in the same order, cut or not: the same bits.
-    whole, again = load_file(zero3_run / "zero3" / "model.safetensors"), load_file(cut / "model.safetensors")
-    assert whole.keys() == again.keys()
-    for name in whole:
-        assert torch.equal(again[name], whole[name]), name
+    same_bits(zero3_run / "zero3" / "model.safetensors", cut / "model.safetensors")
     assert [e["step"] for e in read_train_log(cut)] == list(range(1, STEPS + 1))
 
 
 @pytest.mark.slow
-def test_nonfinite_losses_stop_every_process_with_a_deepspeed_checkpoint(tmp_path, launch, sort_recipe):
-    (tmp_path / "nan_objective.py").write_text('''
-from selm.objectives import Objective, ObjectiveOutput
-from selm.objectives.base import register_objective
-
-
-@register_objective("always_nan")
-class AlwaysNaN(Objective):
-    requires = frozenset()
-
-    def compute(self, batch):
-        return ObjectiveOutput(losses=batch.policy_chosen_logps * float("nan"))
-''')
-    recipe = sort_recipe(tmp_path, "nan", 2, ", deepspeed: 3, max_nonfinite_steps: 3")
-    recipe.write_text(recipe.read_text().replace("{name: selm, beta: 0.1, alpha: 0.001}", "always_nan"))
-    proc = launch(2, ["--plugin", "nan_objective", "train", str(recipe), "--quiet"], check=False,
-                  PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+def test_nonfinite_losses_stop_every_process_with_a_deepspeed_checkpoint(tmp_path, train_on_nan_losses):
+    proc = train_on_nan_losses(tmp_path, ", deepspeed: 3")
     assert proc.returncode != 0
     assert "3 non-finite losses in a row at step 3" in proc.stdout + proc.stderr
     assert len(list((tmp_path / "nan" / "checkpoint-3" / "deepspeed" / "state").glob("*optim_states.pt"))) == 2
