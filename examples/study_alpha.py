@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from study_exploration import HIGH_REWARD, REPO, Budget, Job, machine_description, run_job
+from study_exploration import HIGH_REWARD, REPO, Budget, Job, error_bar, machine_description, run_job
 from tqdm.auto import tqdm
 
 SECTION = "alpha"
@@ -157,7 +157,7 @@ def plot_frontiers(stats: dict[tuple[str, float, str], dict[str, Any]], tasks: S
                 rank = sorted({lb.split("=")[1] for lb in others}, key=float).index(label.split("=")[1]) if "=" in label else 0
                 steps = max(1, len({lb.split("=")[1] for lb in others}) - 1)
                 colour = "black" if label == "dpo" else shades(0.85 - 0.8 * rank / steps)
-                ax.errorbar(x, y, xerr=[_width(m) for m in cell["kl"]], yerr=[_width(m) for m in cell["gold"]],
+                ax.errorbar(x, y, xerr=[error_bar(m) for m in cell["kl"]], yerr=[error_bar(m) for m in cell["gold"]],
                             marker="o", markersize=3, capsize=2, color=colour, label=label,
                             linestyle="--" if label.startswith("xpo") else "-")
             ax.set_title(f"{task}, β = {beta:g}")
@@ -167,10 +167,6 @@ def plot_frontiers(stats: dict[tuple[str, float, str], dict[str, Any]], tasks: S
             ax.legend(fontsize=7)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-
-
-def _width(m: Any) -> float:
-    return 0.0 if m.half_width != m.half_width else m.half_width
 
 
 def render(stats: dict[tuple[str, float, str], dict[str, Any]], tasks: Sequence[str], betas: Sequence[float],

@@ -293,7 +293,7 @@ def plot_reward_vs_kl(stats: dict[tuple[str, str], dict[str, list[Any]]], tasks:
             cell = stats[(task, algorithm)]
             x = [m.mean for m in cell["kl"]]
             y = [m.mean for m in cell["gold"]]
-            ax.errorbar(x, y, xerr=[_width(m) for m in cell["kl"]], yerr=[_width(m) for m in cell["gold"]],
+            ax.errorbar(x, y, xerr=[error_bar(m) for m in cell["kl"]], yerr=[error_bar(m) for m in cell["gold"]],
                         marker="s" if algorithm in RL_ALGORITHMS else "o", markersize=4, capsize=2, color=colour,
                         linestyle="--" if algorithm in RL_ALGORITHMS else "-", label=algorithm)
             ax.annotate(f"r{len(x) - 1}", (x[-1], y[-1]), textcoords="offset points", xytext=(4, 2),
@@ -307,7 +307,8 @@ def plot_reward_vs_kl(stats: dict[tuple[str, str], dict[str, list[Any]]], tasks:
     fig.savefig(path, dpi=120)
 
 
-def _width(m: Any) -> float:
+def error_bar(m: Any) -> float:
+    """An interval's half-width to draw: 0 where it is undefined (NaN: one seed)."""
     return 0.0 if math.isnan(m.half_width) else m.half_width
 
 
