@@ -383,10 +383,10 @@ class Trainer:
         consecutive_nonfinite = 0
         tokens = 0
         step_time = time.perf_counter()
+        kind = "FSDP" if self.sharded else "DEEPSPEED" if self.zero else str(self.accelerator.distributed_type.value)
         while self.global_step < self.total_steps:
             epoch, offset = divmod(self.global_step, self.steps_per_epoch)
             n_global, micro_batches = self.windows(epoch)[offset]
-            kind = "FSDP" if self.sharded else "DEEPSPEED" if self.zero else str(self.accelerator.distributed_type.value)
             with tied_head_gradient_in_place(self.scoring_model, kind):
                 ok, records, n_tokens = self.accumulate(micro_batches, n_global)
             tokens += n_tokens
